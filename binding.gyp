@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "warmlua_native",
+      "sources": ["native/addon.c", "native/sockets.c", "native/runner.c", "native/stdlib.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2"],
+      "defines": ["_GNU_SOURCE"]
+    }
+  ]
+}

@@ -1,0 +1,27 @@
+/* Shared declarations of the warmlua N-API addon.
+ * One file per concern: sockets.c (listening, fd passing, polling),
+ * runner.c (fork and the runner's process set-up), stdlib.c (what the Lua
+ * standard library needs: processes, time). addon.c only registers them. */
+#ifndef WARMLUA_ADDON_H
+#define WARMLUA_ADDON_H
+
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <stddef.h>
+
+/* Throws a JS Error with .code (e.g. "ENOENT"), .errno and .syscall set,
+ * from the current errno. Returns NULL so callers can `return throw_errno(..)`. */
+napi_value throw_errno(napi_env env, const char *syscall);
+
+/* Argument helpers: each throws a TypeError and returns 0 on a bad value. */
+int arg_int(napi_env env, napi_value v, int *out);
+int arg_buffer(napi_env env, napi_value v, void **data, size_t *len);
+
+/* Adds a function to `exports`. */
+void export_function(napi_env env, napi_value exports, const char *name, napi_callback cb);
+
+void register_sockets(napi_env env, napi_value exports);
+void register_runner(napi_env env, napi_value exports);
+void register_stdlib(napi_env env, napi_value exports);
+
+#endif

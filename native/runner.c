@@ -1,0 +1,321 @@
+/* Forking the warm server into a runner, and the runner's process set-up.
+ * ../shared/notes/forking-node.md explains each step: V8 marks its heap
+ * MADV_DONTFORK, only the forking thread survives, and the runner must
+ * leave with _exit. */
+#include "addon.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* V8 allocates its pages MADV_DONTFORK, and keeps allocating: undo it on
+ * every mapping right before every fork, or the child has no heap. */
+static void mark_all_mappings_forkable(void)
+{
+    FILE *maps = fopen("/proc/self/maps", "re");
+    char line[4096];
+    if (maps == NULL)
+        return; /* the fork will still happen; a child without heap dies loudly */
+    while (fgets(line, sizeof line, maps) != NULL) {
+        uintptr_t start, end;
+        if (strstr(line, "[vsyscall]") || strstr(line, "[vvar]") || strstr(line, "[vdso]"))
+            continue;
+        if (sscanf(line, "%lx-%lx", &start, &end) == 2)
+            madvise((void *)start, end - start, MADV_DOFORK); /* failures are harmless */
+        /* a line longer than the buffer: skip its tail */
+        while (strchr(line, '\n') == NULL && fgets(line, sizeof line, maps) != NULL)
+            ;
+    }
+    fclose(maps);
+}
+
+static void runner_fail(const char *what)
+{
+    char text[200];
+    int n = snprintf(text, sizeof text, "warmlua runner: %s: %s\n", what, strerror(errno));
+    if (n > 0 && write(2, text, (size_t)n) < 0)
+        _exit(127);
+    _exit(127);
+}
+
+/* The child's first steps, before any JavaScript runs in it. */
+static void become_runner(pid_t server)
+{
+    struct sigaction dfl;
+    sigset_t all;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            sigaction(sig, &dfl, NULL); /* EINVAL for glibc's reserved signals: fine */
+    sigfillset(&all);
+    if (sigprocmask(SIG_UNBLOCK, &all, NULL) < 0)
+        runner_fail("sigprocmask");
+    if (setsid() < 0)
+        runner_fail("setsid");
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+        runner_fail("prctl(PR_SET_PDEATHSIG)");
+    if (getppid() != server) /* the server died before prctl took effect */
+        _exit(127);
+}
+
+static napi_value js_fork_warm(napi_env env, napi_callback_info info)
+{
+    napi_value result;
+    pid_t server = getpid(), pid;
+    (void)info;
+    mark_all_mappings_forkable();
+    pid = fork();
+    if (pid < 0)
+        return throw_errno(env, "fork");
+    if (pid == 0)
+        become_runner(server);
+    napi_create_int32(env, pid, &result);
+    return result;
+}
+
+static napi_value js_reap_children(napi_env env, napi_callback_info info)
+{
+    napi_value list;
+    uint32_t count = 0;
+    int status;
+    pid_t pid;
+    (void)info;
+    napi_create_array(env, &list);
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        napi_value entry, v;
+        int signaled = WIFSIGNALED(status);
+        if (!signaled && !WIFEXITED(status))
+            continue; /* stopped or continued: not an end */
+        napi_create_array_with_length(env, 3, &entry);
+        napi_create_int32(env, pid, &v);
+        napi_set_element(env, entry, 0, v);
+        napi_create_int32(env, signaled, &v);
+        napi_set_element(env, entry, 1, v);
+        napi_create_int32(env, signaled ? WTERMSIG(status) : WEXITSTATUS(status), &v);
+        napi_set_element(env, entry, 2, v);
+        napi_set_element(env, list, count++, entry);
+    }
+    if (pid < 0 && errno != ECHILD)
+        return throw_errno(env, "waitpid");
+    return list;
+}
+
+static int read_int_array(napi_env env, napi_value array, int *out, uint32_t max, uint32_t *count)
+{
+    if (napi_get_array_length(env, array, count) != napi_ok || *count > max) {
+        napi_throw_range_error(env, NULL, "expected an array of at most 253 descriptors");
+        return 0;
+    }
+    for (uint32_t i = 0; i < *count; i++) {
+        napi_value v;
+        napi_get_element(env, array, i, &v);
+        if (!arg_int(env, v, &out[i]))
+            return 0;
+    }
+    return 1;
+}
+
+static int is_kept(int fd, const int *kept, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (kept[i] == fd)
+            return 1;
+    return 0;
+}
+
+/* Closes every descriptor but the `n` in `kept` (the epoll fd, the listening
+ * socket, the connection...), so a stray use of the server's resources fails
+ * loudly instead of corrupting the server. */
+static int close_all_but(const int *kept, uint32_t n)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    struct dirent *entry;
+    int *open_fds = NULL, count = 0, capacity = 0, dir_fd;
+    if (dir == NULL)
+        return -1;
+    dir_fd = dirfd(dir);
+    while ((entry = readdir(dir)) != NULL) {
+        int fd;
+        if (entry->d_name[0] == '.')
+            continue;
+        fd = atoi(entry->d_name);
+        if (fd == dir_fd || is_kept(fd, kept, n))
+            continue;
+        if (count == capacity) {
+            int *grown = realloc(open_fds, (size_t)(capacity = capacity * 2 + 64) * sizeof *grown);
+            if (grown == NULL) {
+                free(open_fds);
+                closedir(dir);
+                return -1;
+            }
+            open_fds = grown;
+        }
+        open_fds[count++] = fd;
+    }
+    closedir(dir);
+    for (int i = 0; i < count; i++)
+        close(open_fds[i]); /* EBADF for one closed meanwhile is fine */
+    free(open_fds);
+    return 0;
+}
+
+/* installFds(fds, targets): fds[i] becomes descriptor targets[i]; all else is closed. */
+static napi_value js_install_fds(napi_env env, napi_callback_info info)
+{
+    size_t argc = 2;
+    napi_value argv[2];
+    int fds[253], targets[253], moved[253], base = 3;
+    uint32_t n, nt;
+    napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+    if (!read_int_array(env, argv[0], fds, 253, &n) || !read_int_array(env, argv[1], targets, 253, &nt))
+        return NULL;
+    if (n != nt) {
+        napi_throw_range_error(env, NULL, "fds and targets differ in length");
+        return NULL;
+    }
+    /* Move every received fd above all targets first, so no dup2 below can
+     * overwrite a descriptor that is still to be installed. */
+    for (uint32_t i = 0; i < n; i++)
+        if (targets[i] >= base)
+            base = targets[i] + 1;
+    for (uint32_t i = 0; i < n; i++) {
+        moved[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, base);
+        if (moved[i] < 0)
+            return throw_errno(env, "fcntl(F_DUPFD)");
+    }
+    if (close_all_but(moved, n) < 0)
+        return throw_errno(env, "closing inherited descriptors");
+    for (uint32_t i = 0; i < n; i++) {
+        if (dup2(moved[i], targets[i]) < 0)
+            return throw_errno(env, "dup2");
+        if (close(moved[i]) < 0)
+            return throw_errno(env, "close");
+    }
+    return NULL;
+}
+
+/* A NUL-terminated copy of a Buffer argument; free() it. */
+static char *arg_cstring(napi_env env, napi_value v)
+{
+    void *data;
+    size_t len;
+    char *s;
+    if (!arg_buffer(env, v, &data, &len))
+        return NULL;
+    s = malloc(len + 1);
+    if (s == NULL) {
+        throw_errno(env, "malloc");
+        return NULL;
+    }
+    memcpy(s, data, len);
+    s[len] = '\0';
+    return s;
+}
+
+static napi_value js_chdir(napi_env env, napi_callback_info info)
+{
+    size_t argc = 1;
+    napi_value argv[1];
+    char *dir;
+    int rc;
+    napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+    if ((dir = arg_cstring(env, argv[0])) == NULL)
+        return NULL;
+    rc = chdir(dir);
+    free(dir);
+    if (rc < 0)
+        return throw_errno(env, "chdir");
+    return NULL;
+}
+
+static napi_value js_replace_env(napi_env env, napi_callback_info info)
+{
+    size_t argc = 1;
+    napi_value argv[1];
+    uint32_t n;
+    napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+    if (napi_get_array_length(env, argv[0], &n) != napi_ok) {
+        napi_throw_type_error(env, NULL, "expected an array of NAME=value Buffers");
+        return NULL;
+    }
+    if (clearenv() != 0)
+        return throw_errno(env, "clearenv");
+    for (uint32_t i = 0; i < n; i++) {
+        napi_value v;
+        char *entry;
+        napi_get_element(env, argv[0], i, &v);
+        if ((entry = arg_cstring(env, v)) == NULL)
+            return NULL;
+        if (putenv(entry) != 0) /* the environment owns `entry` from now on */
+            return throw_errno(env, "putenv");
+    }
+    return NULL;
+}
+
+static napi_value js_exit(napi_env env, napi_callback_info info)
+{
+    size_t argc = 1;
+    napi_value argv[1];
+    int status = 1;
+    napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+    arg_int(env, argv[0], &status);
+    _exit(status);
+}
+
+/* lua.c's SIGINT handling: the first SIGINT raises a flag that the Lua hook
+ * turns into the error "interrupted!"; the handler restores the default
+ * action so that a second SIGINT ends a script stuck outside Lua code. */
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig)
+{
+    signal(sig, SIG_DFL);
+    interrupted = 1;
+}
+
+static napi_ref interrupt_view; /* V8 accepts one external buffer per address */
+
+static napi_value js_catch_interrupt(napi_env env, napi_callback_info info)
+{
+    struct sigaction action;
+    napi_value buffer, view;
+    (void)info;
+    _Static_assert(sizeof interrupted == sizeof(int32_t), "flag is viewed as an Int32Array");
+    interrupted = 0;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_interrupt;
+    sigemptyset(&action.sa_mask);
+    if (sigaction(SIGINT, &action, NULL) < 0)
+        return throw_errno(env, "sigaction(SIGINT)");
+    if (interrupt_view != NULL && napi_get_reference_value(env, interrupt_view, &view) == napi_ok)
+        return view;
+    if (napi_create_external_arraybuffer(env, (void *)&interrupted, sizeof interrupted, NULL, NULL,
+                                         &buffer) != napi_ok ||
+        napi_create_typedarray(env, napi_int32_array, 1, buffer, 0, &view) != napi_ok ||
+        napi_create_reference(env, view, 1, &interrupt_view) != napi_ok) {
+        napi_throw_error(env, NULL, "cannot share the interrupt flag");
+        return NULL;
+    }
+    return view;
+}
+
+void register_runner(napi_env env, napi_value exports)
+{
+    export_function(env, exports, "forkWarm", js_fork_warm);
+    export_function(env, exports, "reapChildren", js_reap_children);
+    export_function(env, exports, "installFds", js_install_fds);
+    export_function(env, exports, "chdir", js_chdir);
+    export_function(env, exports, "replaceEnv", js_replace_env);
+    export_function(env, exports, "exit", js_exit);
+    export_function(env, exports, "catchInterrupt", js_catch_interrupt);
+}

@@ -1,0 +1,66 @@
+// Typed access to the N-API addon built from native/ (build/Release).
+// Every call is synchronous; errors are thrown as Error with .code = "EXXX".
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+export interface Received {
+  /** Bytes read; empty at end of stream. */
+  data: Buffer;
+  /** Descriptors that came as SCM_RIGHTS with these bytes (close-on-exec). */
+  fds: number[];
+}
+
+/** A reaped child: `how` 0 = exited with `value`, 1 = killed by signal `value`. */
+export type Reaped = [pid: number, how: number, value: number];
+
+export interface PollHandle {
+  readonly __poll: unique symbol;
+}
+
+export interface Native {
+  // sockets.c
+  /** socket+bind+listen on a Unix stream socket; non-blocking, close-on-exec. */
+  listen(socketPath: string, backlog: number): number;
+  /** accept4, non-blocking; -1 when no connection is waiting. */
+  accept(fd: number): number;
+  /** A blocking connect to a Unix stream socket; the fd is close-on-exec. */
+  connect(socketPath: string): number;
+  /** One recvmsg (MSG_DONTWAIT); null when nothing is ready. */
+  recv(fd: number, maxBytes: number): Received | null;
+  /** One sendmsg (MSG_NOSIGNAL), with `fds` as SCM_RIGHTS; -1 when it would block. */
+  send(fd: number, data: Buffer, fds: number[]): number;
+  /** Calls `onReady` whenever fd is readable (or hung up), through libuv's uv_poll. */
+  pollReadable(fd: number, onReady: () => void): PollHandle;
+  pollStop(handle: PollHandle): void;
+  /** The peer's pid, uid and gid (SO_PEERCRED). */
+  peerCredentials(fd: number): { pid: number; uid: number; gid: number };
+  close(fd: number): void;
+
+  // runner.c
+  /** fork() that works on a warm V8 heap (pages re-marked MADV_DOFORK first).
+   * In the child: new session, all signals default and unblocked, and
+   * SIGKILL when the parent dies. Returns the pid, or 0 in the child. */
+  forkWarm(): number;
+  /** Reaps every child that has ended (waitpid -1, WNOHANG). */
+  reapChildren(): Reaped[];
+  /** Installs fds[i] at number targets[i] and closes every other descriptor. */
+  installFds(fds: number[], targets: number[]): void;
+  chdir(dir: Buffer): void;
+  /** Replaces the whole C environment (what os.getenv and children see). */
+  replaceEnv(entries: Buffer[]): void;
+  /** _exit(status): no Node teardown, no flushing. */
+  exit(status: number): never;
+  /** Installs lua.c's SIGINT handler: the first SIGINT sets flag[0] = 1 and
+   * restores the default action, so a second one kills. The returned array
+   * views that flag (shared with the handler). */
+  catchInterrupt(): Int32Array;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const projectRoot = path.resolve(here, here.includes(`${path.sep}dist${path.sep}`) ? '../..' : '..');
+
+export const native: Native = createRequire(import.meta.url)(
+  path.join(projectRoot, 'build/Release/warmlua_native.node'),
+);
+export { projectRoot };

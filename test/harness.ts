@@ -1,0 +1,126 @@
+// What every test needs: a real warmluad on a temporary socket, and ways to
+// run one script through lua5.3, the native shim, the JS client and the
+// cold path, so that outputs can be compared byte for byte.
+import { execa, type ResultPromise } from 'execa';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const bin = (name: string): string => path.join(root, 'bin', name);
+
+export interface Outcome {
+  stdout: string;
+  stderr: string;
+  /** Exit status as a shell reports it: 128+N for a death by signal N. */
+  status: number;
+}
+
+export interface RunOptions {
+  input?: string | Buffer;
+  env?: Record<string, string>;
+  cwd?: string;
+  /** Keep the caller's environment (default) or start from `env` alone. */
+  extendEnv?: boolean;
+  timeoutMs?: number;
+}
+
+/** A fresh temporary directory, removed when the process exits. */
+export function tempDir(prefix = 'warmlua-test-'): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export function writeScript(dir: string, name: string, source: string): string {
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, source);
+  return file;
+}
+
+const signalNumbers = os.constants.signals as Record<string, number>;
+
+async function outcome(child: ResultPromise): Promise<Outcome> {
+  const r = await child;
+  const status = r.signal ? 128 + signalNumbers[r.signal] : (r.exitCode ?? -1);
+  return { stdout: String(r.stdout), stderr: String(r.stderr), status };
+}
+
+/** Starts `file args` with the test's options; outputs are not decoded as lines. */
+export function start(file: string, args: string[], options: RunOptions = {}): ResultPromise {
+  return execa(file, args, {
+    input: options.input,
+    env: options.env,
+    extendEnv: options.extendEnv ?? true,
+    cwd: options.cwd,
+    reject: false,
+    stripFinalNewline: false,
+    timeout: options.timeoutMs ?? 30_000,
+  });
+}
+
+export const runLua53 = (args: string[], o?: RunOptions) => outcome(start('lua5.3', args, o));
+export const runCold = (args: string[], o?: RunOptions) => outcome(start(bin('warmlua-cold'), args, o));
+
+/** Through the native shim, with no fallback, so a server failure shows. */
+export function runShim(socket: string, args: string[], o: RunOptions = {}): Promise<Outcome> {
+  const env = { WARMLUA_SOCKET: socket, WARMLUA_FALLBACK: 'none', ...o.env };
+  return outcome(start(bin('warmlua'), args, { ...o, env }));
+}
+
+export function runJs(socket: string, args: string[], o: RunOptions = {}): Promise<Outcome> {
+  return outcome(start(bin('warmlua-js'), args, { ...o, env: { WARMLUA_SOCKET: socket, ...o.env } }));
+}
+
+/** lua.c prints its progname (argv[0]) in errors; make them comparable. */
+export function normaliseProgname(o: Outcome, progname: string): Outcome {
+  return { ...o, stderr: o.stderr.split(progname).join('lua5.3') };
+}
+
+export function assertSameOutcome(actual: Outcome, expected: Outcome, what = ''): void {
+  assert.deepEqual(actual, expected, what);
+}
+
+export interface Server {
+  socket: string;
+  process: ResultPromise;
+  /** Lines the server logged on stderr so far. */
+  log(): string;
+  stop(): Promise<void>;
+}
+
+/** Starts a real bin/warmluad on a fresh socket and waits until it accepts. */
+export async function startServer(args: string[] = [], env: Record<string, string> = {}): Promise<Server> {
+  const socket = path.join(tempDir('warmlua-sock-'), 'warmlua.sock');
+  const child = execa(bin('warmluad'), ['--socket', socket, ...args], {
+    env,
+    reject: false,
+    buffer: false,
+    stdin: 'ignore',
+    stdout: 'ignore',
+    stderr: 'pipe',
+  });
+  let log = '';
+  child.stderr?.on('data', (chunk: Buffer) => (log += chunk.toString()));
+  const deadline = Date.now() + 20_000;
+  while (!log.includes('listening on')) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`warmluad did not start:\n${log}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return {
+    socket,
+    process: child,
+    log: () => log,
+    async stop() {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await child;
+      clearTimeout(timer);
+    },
+  };
+}

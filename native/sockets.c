@@ -232,10 +232,16 @@ static void on_poll(uv_poll_t *handle, int status, int events)
     (void)events;
     napi_open_handle_scope(watch->env, &scope);
     napi_get_reference_value(watch->env, watch->callback, &callback);
-    napi_get_undefined(watch->env, &recv);
+    napi_get_global(watch->env, &recv); /* make_callback wants an object */
     /* make_callback runs microtasks afterwards and reports a throw as an
      * uncaught exception, as a Node-originated callback would. */
-    napi_make_callback(watch->env, watch->context, recv, callback, 0, NULL, NULL);
+    if (napi_make_callback(watch->env, watch->context, recv, callback, 0, NULL, NULL) != napi_ok) {
+        bool thrown = false;
+        napi_is_exception_pending(watch->env, &thrown);
+        if (!thrown) /* the callback never ran: polling on would spin */
+            napi_fatal_error("warmlua.poll", NAPI_AUTO_LENGTH, "cannot call the poll callback",
+                             NAPI_AUTO_LENGTH);
+    }
     napi_close_handle_scope(watch->env, scope);
 }
 

@@ -9,6 +9,8 @@ export interface Received {
   data: Buffer;
   /** Descriptors that came as SCM_RIGHTS with these bytes (close-on-exec). */
   fds: number[];
+  /** The kernel dropped descriptors (MSG_CTRUNC): more than one message can carry. */
+  truncated?: boolean;
 }
 
 /** A reaped child: `how` 0 = exited with `value`, 1 = killed by signal `value`. */

@@ -230,3 +230,10 @@ export function decodeError(payload: Buffer): { code: number; message: string } 
   if (payload.length < 1) throw new ProtocolError(ErrorCode.malformed, 'ERROR payload is empty');
   return { code: payload[0], message: payload.subarray(1).toString() };
 }
+
+/** Where client and server meet when no socket is named: the user's runtime
+ * directory, else a private directory in /tmp (the server makes it 0700). */
+export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.XDG_RUNTIME_DIR) return `${env.XDG_RUNTIME_DIR}/warmlua.sock`;
+  return `/tmp/warmlua-${process.getuid?.() ?? 0}/warmlua.sock`;
+}

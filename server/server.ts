@@ -1,0 +1,222 @@
+// warmluad's serving loop: accept connections on the listening socket, read
+// one RUN request each, fork a runner for it, relay signals to it and report
+// its status. Every socket is non-blocking and driven by uv_poll, so a slow
+// or silent client never holds up anyone else.
+import type { LuaState } from 'fengari';
+import { native, type PollHandle } from './native.js';
+import {
+  ErrorCode,
+  FrameReader,
+  FrameType,
+  ProtocolError,
+  decodeRun,
+  decodeSignal,
+  encodeError,
+  encodeExited,
+  encodeStarted,
+  type RunRequest,
+  type RunStatus,
+} from './protocol.js';
+import { runRunner } from './runner.js';
+import { flushAll } from './stdlib/index.js';
+
+/** How long a runner whose client went away has between SIGHUP and SIGKILL. */
+export const CLIENT_GONE_GRACE_MS = 1000;
+const RECV_CHUNK = 64 * 1024;
+
+export type Log = (line: string) => void;
+
+interface Run {
+  pid: number;
+  script: string;
+  startedAt: bigint;
+  killTimer?: NodeJS.Timeout;
+}
+
+/** One client connection: its bytes, the fds it passed and, once forked, its run. */
+class Connection {
+  readonly reader = new FrameReader();
+  receivedFds: number[] = [];
+  run?: Run;
+  closed = false;
+  private readonly poll: PollHandle;
+
+  constructor(
+    readonly fd: number,
+    private readonly server: Server,
+  ) {
+    this.poll = native.pollReadable(fd, () => this.onReadable());
+  }
+
+  private onReadable(): void {
+    try {
+      for (;;) {
+        const received = native.recv(this.fd, RECV_CHUNK);
+        if (received === null) return;
+        this.receivedFds.push(...received.fds);
+        if (received.truncated) {
+          throw new ProtocolError(ErrorCode.limit, 'too many file descriptors: some were dropped');
+        }
+        if (received.data.length === 0) return this.server.clientGone(this);
+        this.reader.push(received.data);
+        for (let frame = this.reader.next(); frame && !this.closed; frame = this.reader.next()) {
+          this.server.onFrame(this, frame.type, frame.payload);
+        }
+      }
+    } catch (error) {
+      this.server.onConnectionError(this, error);
+    }
+  }
+
+  send(bytes: Buffer): void {
+    if (this.closed) return;
+    // Replies are a few bytes on an otherwise idle socket; a full send buffer
+    // means the client is not reading at all, which counts as gone.
+    const sent = native.send(this.fd, bytes, []);
+    if (sent !== bytes.length) throw new Error('client is not reading its replies');
+  }
+
+  closeReceivedFds(): void {
+    for (const fd of this.receivedFds.splice(0)) native.close(fd);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    native.pollStop(this.poll);
+    native.close(this.fd);
+    this.closeReceivedFds();
+  }
+}
+
+function describeStatus(status: RunStatus): string {
+  return status.how === 'exited' ? `exit ${status.code}` : `signal ${status.signal}`;
+}
+
+/** The script a run names, for the log: lua.c's first non-option argument. */
+function scriptName(argv: Buffer[]): string {
+  const script = argv.slice(1).find((a) => a.length > 0 && a[0] !== 0x2d);
+  return script ? script.toString() : '(stdin or -e)';
+}
+
+export class Server {
+  private readonly listenPoll: PollHandle;
+  private readonly runs = new Map<number, Connection>();
+  private accepting = true;
+  private onIdle?: () => void;
+
+  constructor(
+    private readonly L: LuaState,
+    private readonly listenFd: number,
+    private readonly log: Log,
+  ) {
+    this.listenPoll = native.pollReadable(listenFd, () => this.acceptAll());
+    process.on('SIGCHLD', () => this.reap());
+  }
+
+  get activeRuns(): number {
+    return this.runs.size;
+  }
+
+  private acceptAll(): void {
+    for (let fd = native.accept(this.listenFd); fd >= 0; fd = native.accept(this.listenFd)) {
+      new Connection(fd, this);
+    }
+  }
+
+  onFrame(conn: Connection, type: number, payload: Buffer): void {
+    if (type === FrameType.run && !conn.run) return this.startRun(conn, decodeRun(payload));
+    if (type === FrameType.signal && conn.run) return this.forwardSignal(conn.run, decodeSignal(payload));
+    throw new ProtocolError(
+      ErrorCode.malformed,
+      conn.run ? `unexpected frame type ${type} during a run` : `expected a RUN frame, got type ${type}`,
+    );
+  }
+
+  private startRun(conn: Connection, request: RunRequest): void {
+    if (conn.receivedFds.length !== request.fdNumbers.length) {
+      throw new ProtocolError(
+        ErrorCode.malformed,
+        `request names ${request.fdNumbers.length} fds but ${conn.receivedFds.length} came with it`,
+      );
+    }
+    flushAll(); // a runner must not inherit (and repeat) buffered server output
+    let pid: number;
+    try {
+      pid = native.forkWarm();
+    } catch (error) {
+      throw new ProtocolError(ErrorCode.internal, `cannot start a runner: ${(error as Error).message}`);
+    }
+    if (pid === 0) runRunner(this.L, request, conn.receivedFds);
+    conn.closeReceivedFds();
+    conn.run = { pid, script: scriptName(request.argv), startedAt: process.hrtime.bigint() };
+    this.runs.set(pid, conn);
+    conn.send(encodeStarted(pid));
+  }
+
+  private forwardSignal(run: Run, signal: number): void {
+    try {
+      process.kill(-run.pid, signal);
+    } catch {
+      // the group is already gone: its status is on the way
+    }
+  }
+
+  private reap(): void {
+    for (const [pid, how, value] of native.reapChildren()) {
+      const conn = this.runs.get(pid);
+      if (!conn?.run) continue;
+      this.runs.delete(pid);
+      clearTimeout(conn.run.killTimer);
+      const status: RunStatus = how === 0 ? { how: 'exited', code: value } : { how: 'signaled', signal: value };
+      const ms = Number(process.hrtime.bigint() - conn.run.startedAt) / 1e6;
+      this.log(`run pid=${pid} script=${conn.run.script} ${describeStatus(status)} ${ms.toFixed(1)}ms`);
+      try {
+        conn.send(encodeExited(status));
+      } catch {
+        // the client left; nothing to tell
+      }
+      conn.close();
+    }
+    if (this.runs.size === 0) this.onIdle?.();
+  }
+
+  /** The client closed its end. A live runner gets SIGHUP, then SIGKILL. */
+  clientGone(conn: Connection): void {
+    const run = conn.run;
+    conn.close();
+    if (!run || !this.runs.has(run.pid)) return;
+    this.log(`client of pid=${run.pid} went away: hanging up its runner`);
+    this.forwardSignal(run, 1);
+    run.killTimer = setTimeout(() => this.forwardSignal(run, 9), CLIENT_GONE_GRACE_MS);
+  }
+
+  onConnectionError(conn: Connection, error: unknown): void {
+    const message = error instanceof Error ? error.message : String(error);
+    if (error instanceof ProtocolError && !conn.run) {
+      try {
+        conn.send(encodeError(error.code, message));
+      } catch {
+        // the client cannot hear it; the log line below still says why
+      }
+    }
+    this.log(`connection closed: ${message}`);
+    this.clientGone(conn);
+  }
+
+  /** Stops accepting; `onIdle` runs once no runner is left. */
+  stopAccepting(onIdle: () => void): void {
+    if (this.accepting) {
+      this.accepting = false;
+      native.pollStop(this.listenPoll);
+      native.close(this.listenFd);
+    }
+    this.onIdle = onIdle;
+    if (this.runs.size === 0) onIdle();
+  }
+
+  /** Kills every runner's process group (drain timed out). */
+  killAll(): void {
+    for (const conn of this.runs.values()) if (conn.run) this.forwardSignal(conn.run, 9);
+  }
+}

@@ -135,10 +135,12 @@ static napi_value js_lseek(napi_env env, napi_callback_info info)
 }
 
 /* The child side of popen/system: only async-signal-safe calls, then exec.
- * Node ignores SIGPIPE and exec keeps ignored signals: give the command the
- * default action, as it has under lua5.3. */
+ * Node marks fds 0-2 close-on-exec and ignores SIGPIPE (exec keeps ignored
+ * signals): the command gets them as under lua5.3. */
 static void exec_shell(const char *command)
 {
+    for (int fd = 0; fd <= 2; fd++)
+        fcntl(fd, F_SETFD, 0); /* EBADF for a closed one: nothing to inherit */
     signal(SIGPIPE, SIG_DFL);
     execl("/bin/sh", "sh", "-c", command, (char *)NULL);
     _exit(127);
@@ -162,8 +164,7 @@ static napi_value js_popen(napi_env env, napi_callback_info info)
     pid = fork();
     if (pid == 0) {
         int child_end = for_write ? ends[0] : ends[1], target = for_write ? 0 : 1;
-        /* dup2 clears close-on-exec on target, unless the pipe already is it */
-        if (child_end == target ? fcntl(target, F_SETFD, 0) < 0 : dup2(child_end, target) < 0)
+        if (child_end != target && dup2(child_end, target) < 0)
             _exit(127);
         exec_shell(command);
     }

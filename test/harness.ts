@@ -124,3 +124,6 @@ export async function startServer(args: string[] = [], env: Record<string, strin
     },
   };
 }
+
+/** Any command, with the same options and outcome as the runners above. */
+export const run = (file: string, args: string[], o?: RunOptions) => outcome(start(file, args, o));

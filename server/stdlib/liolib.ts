@@ -5,7 +5,7 @@ import { lua, lauxlib, to_luastring, type LuaState } from 'fengari';
 import { errnoOf, pushExecResult, pushFailure, pushFileResult, strerror } from './errors.js';
 import { native } from './native.js';
 import { pushReadResults } from './readformats.js';
-import { SEEK_CUR, SEEK_END, SEEK_SET, Stream, type BufferMode } from './stream.js';
+import { flushAllStreams, SEEK_CUR, SEEK_END, SEEK_SET, Stream, type BufferMode } from './stream.js';
 import { formatNumber } from './numfmt.js';
 import { cPath } from './cstrings.js';
 
@@ -136,6 +136,7 @@ function io_popen(L: LuaState): number {
   lauxlib.luaL_argcheck(L, mode.length === 1 && (mode[0] === 0x72 || mode[0] === 0x77), 2, str('invalid mode'));
   const file = newFile(L);
   const forWrite = mode[0] === 0x77;
+  flushAllStreams(); // lua5.3's l_popen is (fflush(NULL), popen(c, m))
   try {
     const [pid, fd] = native.popen(Buffer.from(command), forWrite ? 1 : 0);
     file.stream = new PipeStream(fd, forWrite, pid);

@@ -76,7 +76,7 @@ function readFormat(L: LuaState, stream: Stream, arg: number): boolean {
   if (lua.lua_type(L, arg) === lua.LUA_TNUMBER) {
     const n = lauxlib.luaL_checkinteger(L, arg);
     // lua5.3 turns a negative count into a huge size_t
-    if (n < 0) lauxlib.luaL_error(L, to_luastring('buffer too large'));
+    if (n < 0) lauxlib.luaL_error(L, to_luastring('not enough memory for buffer allocation'));
     return n === 0 ? testEof(L, stream) : readChars(L, stream, n);
   }
   const format = lauxlib.luaL_checkstring(L, arg);

@@ -19,6 +19,7 @@ export type SeekResult = { offset: number; errno: 0 } | { offset: -1; errno: num
 const NEWLINE = 10;
 const DEFAULT_BUFFER_SIZE = 8192; // glibc's BUFSIZ, when fstat gives no st_blksize
 const DIRECT_READ_MAX = 1 << 20; // bytes per read(2) when reading past the buffer
+const MIN_ALIGNED_BLOCK = 128; // glibc writes whole blocks only of buffers this big
 
 /** One read(2) that blocks even on an O_NONBLOCK fd (a client's may be). */
 function readSome(fd: number, into: Buffer, length: number): number {
@@ -87,9 +88,14 @@ export class Stream {
     this.errno = 0;
   }
 
-  /** glibc decides at the first I/O: a tty is line buffered, the size is st_blksize. */
+  /** glibc decides at the first I/O: a tty is line buffered, the size is
+   * st_blksize; an unbuffered stream gets a one-byte buffer. */
   private setUp(): void {
     if (this.size > 0) return;
+    if (this.mode === 'no') {
+      this.size = 1;
+      return;
+    }
     let blockSize = 0;
     try {
       blockSize = fs.fstatSync(this.fd).blksize;
@@ -139,8 +145,8 @@ export class Stream {
     this.pendingLength += count;
     let rest = data.subarray(count);
     if (rest.length === 0 && !mustFlush) return true;
-    if (!this.flushPending()) return false;
-    const direct = rest.length - (rest.length % this.size);
+    if (!this.flushOutput()) return false;
+    const direct = rest.length - (this.size >= MIN_ALIGNED_BLOCK ? rest.length % this.size : 0);
     if (direct > 0 && !this.writeThrough(rest.subarray(0, direct))) return false;
     rest = rest.subarray(direct);
     const lineEnd = this.mode === 'line' ? rest.lastIndexOf(NEWLINE) + 1 : 0;
@@ -159,7 +165,8 @@ export class Stream {
     }
   }
 
-  private flushPending(): boolean {
+  /** Writes what is buffered for output. */
+  flushOutput(): boolean {
     if (this.pendingLength === 0 || this.pending === null) return true;
     const data = this.pending.subarray(0, this.pendingLength);
     this.pendingLength = 0; // glibc drops what it could not write
@@ -181,7 +188,7 @@ export class Stream {
 
   /** fflush: writes what is buffered; for a reader, gives back the read-ahead. */
   flush(): boolean {
-    if (this.pendingLength > 0) return this.flushPending();
+    if (this.pendingLength > 0) return this.flushOutput();
     if (this.inputEnd > this.inputStart) {
       // unseekable (a pipe, a tty): the read-ahead stays, as in glibc
       const unread = this.inputEnd - this.inputStart;
@@ -195,11 +202,18 @@ export class Stream {
     return true;
   }
 
-  /** setvbuf; glibc keeps its own buffer size when given none, so size is ignored. */
+  /** setvbuf without a buffer, as glibc does it: "no" flushes and keeps a
+   * one-byte buffer, which "full" and "line" then keep too (the size
+   * argument is ignored); "full" allocates st_blksize if nothing was. */
   setBuffering(mode: BufferMode): boolean {
-    this.setUp();
-    if (mode === 'no' && !this.flushPending()) return false;
+    if (mode === 'no') {
+      if (!this.flush()) return false;
+      this.pending = this.input = null; // unread input of a pipe is lost, as in glibc
+      this.inputStart = this.inputEnd = 0;
+      this.size = 1;
+    }
     this.mode = mode;
+    if (mode === 'full') this.setUp();
     return true;
   }
 
@@ -210,7 +224,7 @@ export class Stream {
     if (this.eof || this.errno !== 0) return false; // sticky until clearError, as in glibc
     if (!this.readable) return this.fail(EBADF);
     this.setUp();
-    if (!this.flushPending()) return false;
+    if (!this.flushOutput()) return false;
     if (this.mode !== 'full') standardOutput?.flushIfLineBuffered();
     return true;
   }
@@ -234,12 +248,12 @@ export class Stream {
     if (!this.prepareRead()) return false;
     const input = (this.input ??= Buffer.allocUnsafe(this.size));
     this.inputStart = 0;
-    this.inputEnd = this.readInto(input, this.mode === 'no' ? 1 : this.size);
+    this.inputEnd = this.readInto(input, this.size);
     return this.inputEnd > 0;
   }
 
   private flushIfLineBuffered(): void {
-    if (this.mode === 'line') this.flushPending();
+    if (this.mode === 'line') this.flushOutput();
   }
 
   /** getc without consuming: the next byte, or -1 at end of file or on error. */
@@ -309,7 +323,7 @@ export class Stream {
   /** fseek then ftell: the new offset of the reader/writer. */
   seek(whence: number, offset: number): SeekResult {
     this.setUp();
-    if (!this.flushPending()) return { offset: -1, errno: this.errno };
+    if (!this.flushOutput()) return { offset: -1, errno: this.errno };
     const unread = this.inputEnd - this.inputStart;
     const target = whence === SEEK_CUR ? offset - unread : offset;
     try {
@@ -329,7 +343,7 @@ export class Stream {
 
   /** fclose: flushes, closes the fd; the errno of the first failure, or 0. */
   close(): number {
-    const flushed = this.flushPending();
+    const flushed = this.flushOutput();
     openStreams.delete(this);
     try {
       fs.closeSync(this.fd);
@@ -340,7 +354,8 @@ export class Stream {
   }
 }
 
-/** What C's exit does: flush every open stream, the most recent first. */
+/** fflush(NULL), also what C's exit does: write what every open stream
+ * buffered for output, the most recent stream first (input is left alone). */
 export function flushAllStreams(): void {
-  for (const stream of [...openStreams].reverse()) stream.flush();
+  for (const stream of [...openStreams].reverse()) stream.flushOutput();
 }

@@ -1,0 +1,419 @@
+// The runner's standard library against lua5.3 itself: every case runs one
+// script through lua5.3, through bin/warmlua-cold and (when a warmluad can
+// be started) through the native shim, and stdout, stderr and the exit
+// status must be the same bytes. Addresses ("file (0x...)") are masked.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { bin, run, startServer, tempDir, type Outcome, type Server } from './harness.js';
+
+interface Case {
+  name: string;
+  script: string;
+  input?: string | Buffer;
+  env?: Record<string, string>;
+  /** Files created in the script's working directory first. */
+  files?: Record<string, string | Buffer>;
+  /** Run as `prog case.lua 2>&1`, so the interleaving of stdout and stderr counts. */
+  mergeStderr?: boolean;
+  /** Files of the working directory whose content after the run is compared too. */
+  collect?: string[];
+}
+
+interface Implementation {
+  command: string;
+  env?: Record<string, string>;
+}
+
+interface Result extends Outcome {
+  files: Record<string, string | null>;
+}
+
+const lua53: Implementation = { command: 'lua5.3' };
+const cold: Implementation = { command: bin('warmlua-cold') };
+
+function mask(text: string, command: string): string {
+  return text
+    .split(command)
+    .join('lua5.3')
+    .replace(/0x[0-9a-f]{6,}/g, '0xADDRESS');
+}
+
+async function runCase(c: Case, impl: Implementation): Promise<Result> {
+  const dir = tempDir('warmlua-stdlib-');
+  for (const [name, content] of Object.entries(c.files ?? {})) fs.writeFileSync(path.join(dir, name), content);
+  fs.writeFileSync(path.join(dir, 'case.lua'), c.script);
+  const options = { input: c.input ?? '', env: { ...c.env, ...impl.env }, cwd: dir, timeoutMs: 20_000 };
+  const outcome = c.mergeStderr
+    ? await run('sh', ['-c', 'exec "$@" 2>&1', 'sh', impl.command, 'case.lua'], options)
+    : await run(impl.command, ['case.lua'], options);
+  const files: Record<string, string | null> = {};
+  for (const name of c.collect ?? []) {
+    const file = path.join(dir, name);
+    files[name] = fs.existsSync(file) ? fs.readFileSync(file, 'latin1') : null;
+  }
+  return {
+    stdout: mask(outcome.stdout, impl.command),
+    stderr: mask(outcome.stderr, impl.command),
+    status: outcome.status,
+    files,
+  };
+}
+
+const shared = tempDir('warmlua-stdlib-shared-');
+const bigFile = path.join(shared, 'big.txt');
+
+function makeBigFile(): { lines: number; bytes: number } {
+  const parts: string[] = [];
+  let bytes = 0;
+  let lines = 0;
+  while (bytes < 10 * 1024 * 1024) {
+    const line = `line ${lines} ${'x'.repeat(lines % 97)}\n`;
+    parts.push(line);
+    bytes += line.length;
+    lines++;
+  }
+  fs.writeFileSync(bigFile, parts.join('') + 'no newline at the end');
+  return { lines, bytes };
+}
+
+const allBytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+
+// ---- the cases ----
+
+const output: Case[] = [
+  {
+    name: 'print and tostring',
+    script: `print(1, 2.5, "x", nil, true, false)
+print()
+print(setmetatable({}, {__tostring = function() return "custom" end}))
+print(1e100, 0.1, 100 // 7)
+print(pcall(print, setmetatable({}, {__tostring = function() return 1 end})))`,
+  },
+  {
+    name: 'io.write of numbers and strings, returning the file',
+    script: `io.write(1, " ", 1.0, " ", 1e20, " ", 0.1, " ", -0.0, " ", 1/0, " ", -1/0, " ", 2^53, "\\n")
+io.write(1e-5, " ", 123456789012345.0, " ", 3.14159265358979, " ", 1e15, " ", 1e14, " ", 100, "\\n")
+print(io.write() == io.stdout, io.stdout:write("x") == io.stdout)
+print(pcall(io.write, {}))`,
+  },
+  {
+    name: 'stdout fully buffered on a pipe, stderr unbuffered: the order of lua5.3',
+    mergeStderr: true,
+    script: `io.write("a"); io.stderr:write("b"); print("c"); io.write("d")
+io.stderr:write("e\\n"); io.write(string.rep("y", 5000)); io.stderr:write("f")
+io.write(string.rep("z", 9000), "\\n"); io.stderr:write("g", "h"); io.write("end\\n")
+error("boom")`,
+  },
+  {
+    name: 'setvbuf no and line on stdout',
+    mergeStderr: true,
+    script: `print(io.stdout:setvbuf("no")); io.write("a"); io.stderr:write("b"); io.write("c\\n")
+print(io.stdout:setvbuf("line")); io.write("d"); io.stderr:write("e"); io.write("f\\ng"); io.stderr:write("h")
+print(io.stdout:setvbuf("full", 1024)); io.write("i"); io.stderr:write("j\\n")
+print(pcall(io.stdout.setvbuf, io.stdout, "sometimes"))`,
+  },
+  {
+    name: 'os.execute and io.popen share stdout: buffered output comes later',
+    mergeStderr: true,
+    script: `io.write("first "); os.execute("echo child"); io.write("second\\n")
+local p = io.popen("echo piped; echo err >&2"); io.write(p:read("a")); p:close()`,
+  },
+  {
+    name: 'all 256 byte values through stdout',
+    script: `local t = {} for i = 0, 255 do t[#t + 1] = string.char(i) end
+io.write(table.concat(t)); print(table.concat(t)); io.stderr:write(table.concat(t))`,
+  },
+];
+
+const reading: Case[] = [
+  {
+    name: 'all 256 byte values through stdin and back',
+    input: Buffer.concat([allBytes, allBytes]),
+    script: `local s = io.read("a") io.write(s) print(#s, io.read("a"), io.read("l"), io.read(0))`,
+  },
+  {
+    name: 'read formats l L a n, counts and 0, with and without *',
+    input: 'first line\nsecond line\n  42 0x1F -3.5e2 .5 \nabcdefgh\nlast',
+    script: `print(io.read("l")); print(io.read("*L")); print(io.read("n", "*n", "n", "n"))
+print(io.read(0), io.read("L")); print(io.read(3), io.read(0), io.read("*l"))
+print(io.read("a")); print(io.read("a"), io.read("l"), io.read(0), io.read(1), io.read("n"))`,
+  },
+  {
+    name: 'read "n" as lua5.3 parses numerals',
+    input:
+      '0x1Fp4 1e5 -.5 +3 0x 1e 12abc 0x.8 - 00012 1.5e+3 9e-2 .e1 0X10 ' +
+      `${'1'.repeat(201)} 7 ${'2'.repeat(199)} 8\n`,
+    script: `for i = 1, 18 do local n = io.read("n"); io.write(tostring(n), " ", tostring(math.type(n)), " | ")
+if not n then io.write("[", tostring(io.read(1)), "] ") end end print(io.read("a"))`,
+  },
+  {
+    name: 'read errors: invalid format, negative count',
+    script: `print(pcall(io.read, "x")); print(pcall(io.read, {})); print(pcall(io.read, "*z"))
+print(pcall(io.read, -1))`,
+  },
+  {
+    name: 'io.lines on stdin with formats, file:lines, lines closing its file',
+    input: 'a\nb\n\nc',
+    files: { 'data.txt': '1 2 3\n4 5\n' },
+    script: `for l in io.lines(nil, "L") do io.write("[", l, "]") end print()
+for a, b in io.lines("data.txt", "n", "n") do print(a, b) end
+local it = io.lines("data.txt") print(it(), it(), it()) print(pcall(it))
+local f = io.open("data.txt") for l in f:lines(1) do io.write(l, ",") end print(io.type(f)) f:close()
+print(pcall(io.lines, "missing.txt"))
+print(pcall(f.lines, f)) print(select("#", io.lines("data.txt")))`,
+  },
+  {
+    name: 'a read error raised by lines',
+    script: `local ok, e = pcall(function() for l in io.lines(".") do end end) print(ok, e)`,
+  },
+];
+
+const files: Case[] = [
+  {
+    name: 'io.open modes, invalid modes and failures',
+    files: { 'in.txt': 'hello\n' },
+    collect: ['w.txt', 'a.txt', 'rp.txt'],
+    script: `for _, m in ipairs({"r", "rb", "r+", "r+b", "w", "wb", "a", "a+", "w+", "rw", "", "x", "r+bx", "+", "rbb"}) do
+  print(m, pcall(io.open, "in.txt", m)) end
+print(io.open("missing.txt")); print(io.open("missing/x.txt", "w")); print(io.open(".", "w"))
+local f = io.open("w.txt", "w") f:write("one", 2, "\\n") f:close()
+f = io.open("a.txt", "a") f:write("x") f:close() f = io.open("a.txt", "a+") f:write("y") f:seek("set") print(f:read("a")) f:close()
+f = io.open("rp.txt", "w+") f:write("abcdef") f:seek("set", 2) f:write("Z") f:seek("set") print(f:read("a")) f:close()
+print(io.open(".")):read("a"))
+print(io.open("in.txt"):write("x")); print(io.open("w.txt", "w"):read("a"))`,
+  },
+  {
+    name: 'seek set cur end, beyond the end, negative, on a pipe',
+    files: { 'ten.txt': '0123456789' },
+    input: 'piped input',
+    script: `local f = io.open("ten.txt") print(f:seek("end")) print(f:seek("set", 3), f:read(2), f:seek())
+print(f:seek("cur", -1), f:read("a")) print(f:seek("set", 20), f:read("a"), f:read(0))
+print(f:seek("set", -1)) print(f:seek("cur", -100)) print(pcall(f.seek, f, "middle")) print(pcall(f.seek, f, "set", 1.5))
+f:close() print(io.stdin:seek()) print(io.read(5), io.stdin:seek("set"))`,
+  },
+  {
+    name: 'files are fully buffered until flush or close',
+    collect: ['buffered.txt'],
+    script: `local w = io.open("buffered.txt", "w") w:write("pending")
+local r = io.open("buffered.txt") print("before flush", r:read("a"))
+print(w:flush()) print("after flush", r:read("a")) w:write(" more") print(w:seek()) r:close()
+print(w:setvbuf("no")) w:write("!") print(io.open("buffered.txt"):read("a"))`,
+  },
+  {
+    name: 'a file never closed is written at exit, also through os.exit',
+    collect: ['left.txt', 'exit.txt'],
+    script: `local f = io.open("left.txt", "w") f:write("left open")
+local g = io.open("exit.txt", "w") g:write("exit") io.write("stdout too") os.exit(3)`,
+  },
+  {
+    name: 'close, type, tostring, closed files and standard files',
+    files: { 'in.txt': 'x' },
+    script: `local f = io.open("in.txt") print(io.type(f), io.type(io.stdout), io.type(42), tostring(f):match("^file %(0x"))
+print(f:close()) print(io.type(f), tostring(f)) print(pcall(f.read, f)) print(pcall(f.close, f))
+print(pcall(io.type)) print(io.close()) print(io.stdout:close()) print(io.stderr:close()) print(io.stdin:close())
+print(getmetatable(io.stdout).__name, getmetatable(io.stdout).__index == getmetatable(io.stdout))
+print(pcall(io.stdout.write, 1)) print(pcall(io.close, 1)) io.write("still works\\n")`,
+  },
+  {
+    name: 'io.input and io.output with names and files',
+    files: { 'in.txt': 'from file\nsecond\n' },
+    collect: ['out.txt'],
+    script: `print(io.input() == io.stdin, io.output() == io.stdout)
+io.input("in.txt") print(io.read("L")) for l in io.lines() do print("line", l) end
+local o = io.output("out.txt") io.write("to file") print(io.output() == o) io.close() print(pcall(io.write, "x"))
+io.output(io.stdout) print(pcall(io.input, "missing.txt")) print(pcall(io.output, "missing/x"))
+local f = io.open("in.txt") io.input(f) f:close() print(pcall(io.read)) print(pcall(io.lines))
+print(pcall(io.input, f)) print(pcall(io.input, {}))`,
+  },
+  {
+    name: 'write and read failures: /dev/full, wrong direction',
+    script: `local f = io.open("/dev/full", "w") print(f:write("x")) print(f:close())
+f = io.open("/dev/full", "w") f:setvbuf("no") print(f:write("x")) print(f:flush()) f:close()
+f = io.open("/dev/null", "w") print(f:read("a")) print(f:read("l")) f:close()`,
+  },
+  {
+    name: 'io.tmpfile and os.tmpname',
+    script: `local f = io.tmpfile() print(io.type(f), f:write("temp"), f:seek("set"), f:read("a")) f:close()
+local n = os.tmpname() print(n:match("^/tmp/lua_%w+$") ~= nil, io.open(n) ~= nil, os.remove(n))`,
+  },
+  {
+    name: 'a 10 MB file read whole, by lines, by blocks',
+    env: { BIG: bigFile },
+    script: `local name = os.getenv("BIG")
+local f = io.open(name, "rb") local all = f:read("a") print(#all, all:sub(1, 20), all:sub(-30)) f:close()
+local count, total, last = 0, 0 for l in io.lines(name) do count = count + 1 total = total + #l last = l end
+print(count, total, last)
+f = io.open(name) local blocks, size, b = 0, 0 repeat b = f:read(8192) if b then blocks = blocks + 1 size = size + #b end until not b
+print(blocks, size, f:seek("end")) f:close()
+f = io.open(name) local n = 0 for a, b in f:lines("L", 1000) do n = n + #a + #(b or "") end print(n) f:close()`,
+  },
+];
+
+const processes: Case[] = [
+  {
+    name: 'io.popen reading and writing, status of close',
+    mergeStderr: true,
+    script: `local p = io.popen("echo hi; exit 3") print(p:read("a")) print(p:close())
+p = io.popen("cat", "w") print(p:write("to cat\\n")) print(p:close())
+p = io.popen("kill -9 $$") print(p:read("a"), p:close())
+p = io.popen("read x; echo got $x", "r") print(p:read("l")) print(p:close())
+print(pcall(io.popen, "true", "rw")) print(pcall(io.popen, "true", "x"))
+print(io.type(io.popen("true")))
+p = io.popen("printf 'a\\\\nb\\\\n'") for l in p:lines() do print("popen line", l) end print(p:close())`,
+  },
+  {
+    name: 'os.execute: shell, exit codes, signals',
+    mergeStderr: true,
+    script: `print(os.execute()) print(os.execute("true")) print(os.execute("exit 3")) print(os.execute("kill -TERM $$"))
+print(os.execute("echo out; echo err >&2")) print(os.execute("exit 300"))`,
+  },
+  {
+    name: 'os.exit: true',
+    script: `io.write("buffered") os.exit(true)`,
+  },
+  { name: 'os.exit: false', script: `io.write("x") io.stderr:write("y") os.exit(false)` },
+  { name: 'os.exit: 300 is 44', script: `os.exit(300)` },
+  { name: 'os.exit: no argument', script: `print("before") os.exit() print("after")` },
+  { name: 'os.exit: close the state', script: `io.write("closing") os.exit(5, true)` },
+  { name: 'os.exit: not an integer', script: `os.exit(1.5)` },
+  { name: 'os.exit: -1', script: `os.exit(-1)` },
+];
+
+const osCases: Case[] = [
+  {
+    name: 'os.getenv',
+    env: { WARMLUA_TEST_VAR: 'value with spaces', EMPTY_VAR: '' },
+    script: `print(os.getenv("WARMLUA_TEST_VAR"), os.getenv("EMPTY_VAR"), os.getenv("NO_SUCH_VAR_XYZ"))
+print(pcall(os.getenv)) print(pcall(os.getenv, {}))`,
+  },
+  {
+    name: 'os.remove and os.rename',
+    files: { 'a.txt': 'a', 'b.txt': 'b' },
+    script: `print(os.rename("a.txt", "c.txt")) print(io.open("c.txt"):read("a")) print(os.rename("a.txt", "d.txt"))
+print(os.remove("c.txt")) print(os.remove("c.txt")) print(os.execute("mkdir d && mkdir e && touch e/x"))
+print(os.remove("d")) print(os.remove("e")) print(os.rename("b.txt", "e")) print(pcall(os.remove))`,
+  },
+  {
+    name: 'os.clock, os.difftime, os.time',
+    script: `print(type(os.clock()), os.clock() >= 0, math.type(os.time()), os.time() > 1.6e9)
+print(os.difftime(10, 4), math.type(os.difftime(10, 4)), pcall(os.difftime, 1))
+print(pcall(os.difftime, 1.5, 1))`,
+  },
+  {
+    name: 'os.setlocale',
+    script: `print(os.setlocale()) print(os.setlocale("C")) print(os.setlocale("xx_YY")) print(os.setlocale(nil, "numeric"))
+print(os.setlocale("C.UTF-8", "ctype")) print(os.setlocale(nil, "all")) print(pcall(os.setlocale, "C", "colour"))`,
+  },
+  {
+    name: 'collectgarbage options',
+    script: `print(math.type(collectgarbage("count")), collectgarbage("count") > 0, collectgarbage(), collectgarbage("collect"))
+print(collectgarbage("isrunning"), collectgarbage("stop"), collectgarbage("isrunning"), collectgarbage("restart"), collectgarbage("isrunning"))
+print(type(collectgarbage("step")), math.type(collectgarbage("setpause", 100)), math.type(collectgarbage("setstepmul", 200)))
+print(pcall(collectgarbage, "sweep"))`,
+  },
+];
+
+const SPECIFIERS =
+  'aAbBcCdDeFgGhHIjmMnprRStTuUVwWxXyYzZ%'.split('').map((c) => `%${c}`).join('|') +
+  '|%Ec|%EC|%Ex|%EX|%Ey|%EY|%Od|%Oe|%OH|%OI|%Om|%OM|%OS|%Ou|%OU|%OV|%Ow|%OW|%Oy';
+
+function dateCase(zone: string): Case {
+  return {
+    name: `os.date and os.time under TZ=${zone}`,
+    env: { TZ: zone },
+    script: `for _, t in ipairs({0, 1700000000, 86400 * 200 + 3661, 1720000000}) do
+  print(os.date(${JSON.stringify(SPECIFIERS)}, t)) print(os.date("!" .. ${JSON.stringify(SPECIFIERS)}, t))
+  for _, f in ipairs({"*t", "!*t"}) do local d = os.date(f, t) local keys = {}
+    for k, v in pairs(d) do keys[#keys + 1] = k .. "=" .. tostring(v) end table.sort(keys) print(f, table.concat(keys, " ")) end
+  print(os.time(os.date("*t", t)) == t, os.date("!%FT%T", t), os.date("%c", t))
+end
+for _, spec in ipairs({"%Ez", "%", "%Q", "abc %E", "%O", "%5d", "ok %Ez tail"}) do print(pcall(os.date, spec, 0)) end
+print(#os.date(), os.date("literal only", 0), os.date("%", nil) == nil)`,
+  };
+}
+
+const timeCases: Case[] = [
+  dateCase('UTC'),
+  dateCase('America/New_York'),
+  {
+    name: 'os.time normalises its table in place',
+    env: { TZ: 'Europe/Paris' },
+    script: `local t = {year = 2024, month = 14, day = -3, hour = 25, min = 61, sec = 70}
+print(os.time(t)) local keys = {} for k, v in pairs(t) do keys[#keys + 1] = k .. "=" .. tostring(v) end table.sort(keys) print(table.concat(keys, " "))
+print(os.time({year = 2024, month = 7, day = 1, isdst = false}), os.time({year = 2024, month = 7, day = 1, isdst = true}))
+print(os.time({year = 2024, month = 7, day = 1}))
+print(pcall(os.time, {year = 2024, month = 7})) print(pcall(os.time, {year = 2024, month = "x", day = 1}))
+print(pcall(os.time, {year = 2024, month = 1.5, day = 1})) print(pcall(os.time, 5)) print(os.time({year = "2000", month = 1, day = "1"}))`,
+  },
+];
+
+const loading: Case[] = [
+  {
+    name: 'loadfile and dofile: BOM, # line, line numbers, errors',
+    files: {
+      'bom.lua': '\xef\xbb\xbf#!/usr/bin/lua\nreturn 1, debug.getinfo(1, "l").currentline',
+      'shebang.lua': '#!/usr/bin/lua -e x\n\nerror("line 3")',
+      'half-bom.lua': '\xef\xbbreturn 1',
+      'env.lua': 'return x',
+      'syntax.lua': 'return +',
+      'empty.lua': '',
+      'comment-only.lua': '# only a comment',
+    },
+    script: `print(dofile("bom.lua")) print(pcall(dofile, "shebang.lua")) print(loadfile("half-bom.lua"))
+print(loadfile("env.lua", "t", {x = "from env"})()) print(loadfile("syntax.lua")) print(loadfile("missing.lua"))
+print(pcall(dofile, "missing.lua")) print(loadfile("empty.lua")()) print(loadfile("comment-only.lua")())
+print(loadfile(".")) print(loadfile("env.lua", "b"))`,
+  },
+  {
+    name: 'dofile and loadfile from stdin',
+    input: '#!/bin/lua\nprint("from stdin", debug.getinfo(1, "S").source, debug.getinfo(1, "l").currentline)\nreturn 7',
+    script: `print(dofile())`,
+  },
+];
+
+const groups: Record<string, Case[]> = {
+  output,
+  reading,
+  files,
+  processes,
+  os: osCases,
+  time: timeCases,
+  loading,
+};
+
+// ---- running them ----
+
+let server: Server | null = null;
+let serverProblem = '';
+
+before(async () => {
+  makeBigFile();
+  try {
+    server = await startServer();
+  } catch (e) {
+    serverProblem = (e as Error).message.split('\n')[0];
+  }
+});
+
+after(async () => {
+  await server?.stop();
+});
+
+for (const [group, cases] of Object.entries(groups)) {
+  describe(group, { concurrency: 8 }, () => {
+    for (const c of cases) {
+      test(`${c.name} (cold)`, async () => {
+        const [expected, actual] = await Promise.all([runCase(c, lua53), runCase(c, cold)]);
+        assert.deepEqual(actual, expected);
+      });
+      test(`${c.name} (server)`, async (t) => {
+        if (server === null) return t.skip(`no server: ${serverProblem}`);
+        const shim = { command: bin('warmlua'), env: { WARMLUA_SOCKET: server.socket, WARMLUA_FALLBACK: 'none' } };
+        const [expected, actual] = await Promise.all([runCase(c, lua53), runCase(c, shim)]);
+        assert.deepEqual(actual, expected);
+      });
+    }
+  });
+}

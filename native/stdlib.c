@@ -134,7 +134,10 @@ static napi_value js_lseek(napi_env env, napi_callback_info info)
     return new_int(env, (double)result);
 }
 
-/* The child side of popen/system: only async-signal-safe calls, then exec.
+/* Commands are started with _Fork, not fork: fork runs libuv's atfork
+ * handler, which in a runner closes whatever fds now bear the numbers of
+ * libuv's (closed) signal pipe, such as the new command's pipe.
+ * The child side of popen/system: only async-signal-safe calls, then exec.
  * Node marks fds 0-2 close-on-exec and ignores SIGPIPE (exec keeps ignored
  * signals): the command gets them as under lua5.3. */
 static void exec_shell(const char *command)
@@ -161,7 +164,7 @@ static napi_value js_popen(napi_env env, napi_callback_info info)
         free(command);
         return throw_errno(env, "pipe");
     }
-    pid = fork();
+    pid = _Fork();
     if (pid == 0) {
         int child_end = for_write ? ends[0] : ends[1], target = for_write ? 0 : 1;
         if (child_end != target && dup2(child_end, target) < 0)
@@ -233,7 +236,7 @@ static napi_value js_system(napi_env env, napi_callback_info info)
         free(command);
         return throw_errno(env, "sigaction");
     }
-    pid = fork();
+    pid = _Fork();
     if (pid == 0) {
         sigaction(SIGINT, &old_int, NULL);
         sigaction(SIGQUIT, &old_quit, NULL);

@@ -404,11 +404,11 @@ after(async () => {
 for (const [group, cases] of Object.entries(groups)) {
   describe(group, { concurrency: 8 }, () => {
     for (const c of cases) {
-      test(`${c.name} (cold)`, async () => {
+      test(`${c.name} (cold)`, { timeout: 30_000 }, async () => {
         const [expected, actual] = await Promise.all([runCase(c, lua53), runCase(c, cold)]);
         assert.deepEqual(actual, expected);
       });
-      test(`${c.name} (server)`, async (t) => {
+      test(`${c.name} (server)`, { timeout: 30_000 }, async (t) => {
         if (server === null) return t.skip(`no server: ${serverProblem}`);
         const shim = { command: bin('warmlua'), env: { WARMLUA_SOCKET: server.socket, WARMLUA_FALLBACK: 'none' } };
         const [expected, actual] = await Promise.all([runCase(c, lua53), runCase(c, shim)]);

@@ -68,7 +68,9 @@ static const char *progname = "warmlua";
 static struct sockaddr_un addr = { .sun_family = AF_UNIX };
 static char reason[512];      /* why the warm path failed, for messages */
 static int fds[MAX_FDS], nfds;
-static int have_stderr;       /* fd 2 was open at start: messages may go there */
+/* Until the descriptors are listed no socket exists, so fd 2 is safe to
+ * write to; after, only if it was open at start (else it may be ours). */
+static int have_stderr = 1;
 static sigset_t oldmask;
 /* The whole request: in BSS, so only the pages it uses are ever touched. */
 static unsigned char req[HEADER_BYTES + MAX_PAYLOAD];
@@ -172,7 +174,7 @@ static int list_fds(void)
 {
     char buf[4096];
     ssize_t n;
-    int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int seen_stderr = 0, dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir < 0) {
         because("cannot list open descriptors: /proc/self/fd: %s", strerror(errno));
         return -1;
@@ -194,14 +196,17 @@ static int list_fds(void)
                 return -1;
             }
             if (fd == 2)
-                have_stderr = 1;
+                seen_stderr = 1;
             fds[nfds++] = (int)fd;
         }
     }
     if (n < 0)
         because("cannot list open descriptors: %s", strerror(errno));
     close(dir); /* read-only directory: nothing to lose if close complains */
-    return n < 0 ? -1 : 0;
+    if (n < 0)
+        return -1;
+    have_stderr = seen_stderr;
+    return 0;
 }
 
 static void put_u32_at(size_t at, uint32_t v)
@@ -447,41 +452,78 @@ static void drop_passed_fds(void)
             close(fds[i]); /* our copy only: nothing to lose if close complains */
 }
 
+static uint32_t get_u32(const unsigned char *p)
+{
+    return p[0] | p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Is a whole frame at the start of in[0..have)? 1 yes (*len is its
+ * payload length), 0 not yet, -1 never (reason set). */
+static int whole_frame(const unsigned char *in, size_t have, size_t room, uint32_t *len)
+{
+    if (have < HEADER_BYTES)
+        return 0;
+    *len = get_u32(in);
+    if (in[4] != PROTOCOL_VERSION) {
+        because("protocol version mismatch: client speaks %d, server speaks %u", PROTOCOL_VERSION, in[4]);
+        return -1;
+    }
+    if (*len > room - HEADER_BYTES) {
+        if (in[5] != F_ERROR) {
+            because("reply frame of %u bytes is too large", *len);
+            return -1;
+        }
+        if (have < room)
+            return 0;
+        *len = (uint32_t)(room - HEADER_BYTES); /* a long message: its start will do */
+    }
+    return have >= HEADER_BYTES + *len;
+}
+
+/* Waits for the socket to be readable, forwarding signals meanwhile.
+ * Before STARTED (sigfd < 0) signals stay pending: there is no runner. */
+static int wait_readable(int sock, int sigfd)
+{
+    struct pollfd pf[2] = { { sock, POLLIN, 0 }, { sigfd, POLLIN, 0 } };
+    if (sigfd < 0)
+        return 0; /* a blocking read waits as well as poll would */
+    for (;;) {
+        if (poll(pf, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            because("poll: %s", strerror(errno));
+            return -1;
+        }
+        if (pf[1].revents & POLLIN)
+            forward_signals(sigfd, sock);
+        if (pf[0].revents != 0)
+            return 0;
+    }
+}
+
 /* Frames from the server until the run ends; never returns. Before
  * STARTED any failure means fallback, after it means lost. */
-static void await_run(int sock, sigset_t *forward, char **argv)
+static void await_run(int sock, const sigset_t *forward, char **argv)
 {
+    static const char *const code[] = { "error", "version", "busy", "limit", "malformed", "refused", "internal" };
     static unsigned char in[4096];
     size_t have = 0;
-    int started = 0, sigfd = -1;
+    int started = 0, sigfd = -1, whole;
+    uint32_t len;
     for (;;) {
-        while (have >= HEADER_BYTES) {
-            uint32_t len = in[0] | in[1] << 8 | (uint32_t)in[2] << 16 | (uint32_t)in[3] << 24;
-            unsigned char *p = in + HEADER_BYTES;
-            if (in[4] != PROTOCOL_VERSION) {
-                because("protocol version mismatch: client speaks %d, server speaks %u", PROTOCOL_VERSION, in[4]);
-                goto failed;
-            }
-            if (in[5] == F_ERROR && len > sizeof in - HEADER_BYTES && have == sizeof in) {
-                len = sizeof in - HEADER_BYTES; /* a long message: its start will do */
-            } else if (len > sizeof in - HEADER_BYTES) {
-                because("reply frame of %u bytes is too large", len);
-                goto failed;
-            }
-            if (have < HEADER_BYTES + len)
-                break;
+        while ((whole = whole_frame(in, have, sizeof in, &len)) == 1) {
+            const unsigned char *p = in + HEADER_BYTES;
             if (in[5] == F_STARTED && len == 4 && !started) {
                 mark(T_STARTED);
                 started = 1;
-                drop_passed_fds();
                 sigfd = signalfd(-1, forward, SFD_NONBLOCK | SFD_CLOEXEC);
                 if (sigfd < 0)
                     say("%s: signalfd: %s: signals will not be forwarded", progname, strerror(errno));
+                drop_passed_fds();
             } else if (in[5] == F_EXITED && len == 5 && started) {
-                end_as(p[0], p[1] | p[2] << 8 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 24);
+                end_as(p[0], get_u32(p + 1));
             } else if (in[5] == F_ERROR && len >= 1) {
-                static const char *const code[] = { "error", "version", "busy", "limit", "malformed", "refused", "internal" };
-                because("%s: %.*s", code[p[0] < 7 ? p[0] : 0], (int)len - 1, (char *)p + 1);
+                because("%s: %.*s", code[p[0] < 7 ? p[0] : 0], (int)len - 1, (const char *)p + 1);
                 goto failed;
             } else {
                 because("unexpected frame 0x%02x of %u bytes", in[5], len);
@@ -490,33 +532,19 @@ static void await_run(int sock, sigset_t *forward, char **argv)
             have -= HEADER_BYTES + len;
             memmove(in, in + HEADER_BYTES + len, have);
         }
-        if (started) {
-            struct pollfd pf[2] = { { sock, POLLIN, 0 }, { sigfd, POLLIN, 0 } };
-            if (poll(pf, sigfd < 0 ? 1 : 2, -1) < 0) {
-                if (errno == EINTR)
-                    continue;
-                because("poll: %s", strerror(errno));
-                goto failed;
-            }
-            if (pf[1].revents & POLLIN)
-                forward_signals(sigfd, sock);
-            if (pf[0].revents == 0)
-                continue;
-        }
-        {
-            ssize_t n = read(sock, in + have, sizeof in - have);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0) {
+        if (whole < 0 || wait_readable(sock, sigfd) < 0)
+            goto failed;
+        ssize_t n = read(sock, in + have, sizeof in - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n < 0)
                 because("%s", strerror(errno));
-                goto failed;
-            }
-            if (n == 0) {
+            else
                 because("connection closed before %s", started ? "EXITED" : "STARTED");
-                goto failed;
-            }
-            have += (size_t)n;
+            goto failed;
         }
+        have += (size_t)n;
     }
 failed:
     if (started)

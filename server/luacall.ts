@@ -1,12 +1,12 @@
 // What lua.c's main and its REPL share: the progname used in messages,
-// synchronous output to fds 1 and 2, running a chunk under lua.c's message
+// output to stdout and stderr, running a chunk under lua.c's message
 // handler with SIGINT turned into the error "interrupted!", and reporting
-// errors. A forked runner must never touch the event loop, so every read
-// and write here is a plain synchronous call on a raw fd.
-import fs from 'node:fs';
+// errors. A forked runner must never touch the event loop: every write
+// here is synchronous (the stdlib's streams use raw-fd calls).
 import { lua, lauxlib, to_luastring, type LuaState } from 'fengari';
 import { native } from './native.js';
-import * as stdlib from './stdlib/index.js';
+import { standardStreams } from './stdlib/liolib.js';
+export { loadFile } from './stdlib/index.js';
 
 /** lua.c's `progname`: the prefix of error messages; null in the REPL. */
 let progname: Uint8Array | null = to_luastring('lua');
@@ -20,26 +20,9 @@ export function setProgname(name: Uint8Array | null): void {
 }
 
 // ---------------------------------------------------------------------------
-// Raw fd output
-
-/** Sleeps a little without the event loop (for fds left non-blocking). */
-function pause(): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
-}
-
-/** Writes all of `bytes` to fd. Errors (EPIPE, EBADF) are dropped as C's
- * stdio drops them; EAGAIN from a non-blocking fd is waited out. */
-function writeAll(fd: number, bytes: Uint8Array): void {
-  let done = 0;
-  while (done < bytes.length) {
-    try {
-      done += fs.writeSync(fd, bytes, done, bytes.length - done);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') return;
-      pause();
-    }
-  }
-}
+// Output through the stdlib's C-stdio-like streams, so lua.c's own messages
+// interleave with the script's buffered output exactly as they would
+// through C's stdout and stderr FILEs.
 
 export function concatBytes(...parts: (Uint8Array | string)[]): Uint8Array {
   const arrays = parts.map((p) => (typeof p === 'string' ? to_luastring(p) : p));
@@ -52,16 +35,16 @@ export function concatBytes(...parts: (Uint8Array | string)[]): Uint8Array {
   return out;
 }
 
-/** lua_writestringerror: stderr is unbuffered in C, so write at once. */
+/** lua_writestringerror: fprintf(stderr) + fflush(stderr). */
 export function writeStderr(...parts: (Uint8Array | string)[]): void {
-  writeAll(2, concatBytes(...parts));
+  standardStreams.stderr.write(concatBytes(...parts));
+  standardStreams.stderr.flush();
 }
 
-/** lua_writestring + fflush(stdout): whatever the script buffered on
- * stdout goes first, as it would through C's shared stdout buffer. */
+/** lua_writestring + fflush(stdout), and readline's prompt and echo. */
 export function writeStdout(...parts: (Uint8Array | string)[]): void {
-  stdlib.flushAll();
-  writeAll(1, concatBytes(...parts));
+  standardStreams.stdout.write(concatBytes(...parts));
+  standardStreams.stdout.flush();
 }
 
 /** C's "%s" stops at the first NUL and prints NULL as "(null)". */
@@ -90,66 +73,6 @@ export function report(L: LuaState, status: number): number {
 function luaToCString(L: LuaState, idx: number): Uint8Array | null {
   const t = lua.lua_type(L, idx);
   return t === lua.LUA_TSTRING || t === lua.LUA_TNUMBER ? lua.lua_tostring(L, idx) : null;
-}
-
-// ---------------------------------------------------------------------------
-// Loading files
-
-type LoadFile = (L: LuaState, filename: Uint8Array | null) => number;
-
-/** The stdlib's luaL_loadfile (lua5.3's wording, raw fds) once it exists. */
-const stdlibLoadFile = (stdlib as Record<string, unknown>).loadFile as LoadFile | undefined;
-
-/** Reads fd 0 to its end with plain read(2) calls. */
-function readAllStdin(): Uint8Array {
-  const chunks: Buffer[] = [];
-  const buf = Buffer.alloc(65536);
-  for (;;) {
-    let n: number;
-    try {
-      n = fs.readSync(0, buf, 0, buf.length, null);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'EAGAIN') {
-        pause();
-        continue;
-      }
-      if (code === 'EOF') n = 0;
-      else throw e;
-    }
-    if (n === 0) break;
-    chunks.push(Buffer.from(buf.subarray(0, n)));
-  }
-  return new Uint8Array(Buffer.concat(chunks));
-}
-
-/** luaL_loadfile(L, NULL) until the stdlib's loadFile lands: fengari's own
- * reads stdin through process.stdin, which a forked runner must not touch.
- * Skips a UTF-8 BOM and a first '#' line, keeping line numbers. */
-function loadStdinFallback(L: LuaState): number {
-  let data: Uint8Array;
-  try {
-    data = readAllStdin();
-  } catch (e) {
-    lua.lua_pushstring(L, to_luastring(`cannot read stdin: ${(e as Error).message}`));
-    return lauxlib.LUA_ERRFILE;
-  }
-  let p = data[0] === 0xef && data[1] === 0xbb && data[2] === 0xbf ? 3 : 0;
-  let prefix = '';
-  if (data[p] === 0x23 /* '#' */) {
-    while (p < data.length && data[p] !== 0x0a) p++;
-    p++; // the newline itself; the prefix below stands for it
-    prefix = '\n';
-  }
-  const chunk = concatBytes(prefix, data.subarray(Math.min(p, data.length)));
-  return lauxlib.luaL_loadbuffer(L, chunk, chunk.length, to_luastring('=stdin'));
-}
-
-/** luaL_loadfile: "@name" for a file, "=stdin" for NULL. */
-export function loadFile(L: LuaState, filename: Uint8Array | null): number {
-  if (stdlibLoadFile) return stdlibLoadFile(L, filename);
-  if (filename === null) return loadStdinFallback(L);
-  return lauxlib.luaL_loadfilex(L, filename, null);
 }
 
 // ---------------------------------------------------------------------------

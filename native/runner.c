@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -47,8 +48,7 @@ static void runner_fail(const char *what)
     _exit(127);
 }
 
-/* The child's first steps, before any JavaScript runs in it. */
-static void become_runner(pid_t server)
+int reset_all_signals(void)
 {
     struct sigaction dfl;
     sigset_t all;
@@ -58,7 +58,13 @@ static void become_runner(pid_t server)
         if (sig != SIGKILL && sig != SIGSTOP)
             sigaction(sig, &dfl, NULL); /* EINVAL for glibc's reserved signals: fine */
     sigfillset(&all);
-    if (sigprocmask(SIG_UNBLOCK, &all, NULL) < 0)
+    return sigprocmask(SIG_UNBLOCK, &all, NULL);
+}
+
+/* The child's first steps, before any JavaScript runs in it. */
+static void become_runner(pid_t server)
+{
+    if (reset_all_signals() < 0)
         runner_fail("sigprocmask");
     if (setsid() < 0)
         runner_fail("setsid");
@@ -133,6 +139,34 @@ static int is_kept(int fd, const int *kept, uint32_t n)
     return 0;
 }
 
+/* V8 posts tasks to the loop even in a runner (GC does), and libuv wakes the
+ * loop by writing to an eventfd; on EBADF it aborts. So each eventfd becomes
+ * a private stand-in: the write succeeds, nobody reads it, and the server's
+ * own loop is never woken by a runner. */
+static int is_eventfd(int fd)
+{
+    char path[64], target[64];
+    ssize_t n;
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    n = readlink(path, target, sizeof target - 1);
+    if (n < 0)
+        return 0;
+    target[n] = '\0';
+    return strcmp(target, "anon_inode:[eventfd]") == 0;
+}
+
+static int replace_with_private_eventfd(int fd)
+{
+    int fresh = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fresh < 0)
+        return -1;
+    if (dup3(fresh, fd, O_CLOEXEC) < 0) {
+        close(fresh);
+        return -1;
+    }
+    return close(fresh);
+}
+
 /* Closes every descriptor but the `n` in `kept` (the epoll fd, the listening
  * socket, the connection...), so a stray use of the server's resources fails
  * loudly instead of corrupting the server. */
@@ -140,7 +174,7 @@ static int close_all_but(const int *kept, uint32_t n)
 {
     DIR *dir = opendir("/proc/self/fd");
     struct dirent *entry;
-    int *open_fds = NULL, count = 0, capacity = 0, dir_fd;
+    int *open_fds = NULL, count = 0, capacity = 0, dir_fd, rc = 0;
     if (dir == NULL)
         return -1;
     dir_fd = dirfd(dir);
@@ -163,10 +197,14 @@ static int close_all_but(const int *kept, uint32_t n)
         open_fds[count++] = fd;
     }
     closedir(dir);
-    for (int i = 0; i < count; i++)
-        close(open_fds[i]); /* EBADF for one closed meanwhile is fine */
+    for (int i = 0; i < count && rc == 0; i++) {
+        if (is_eventfd(open_fds[i]))
+            rc = replace_with_private_eventfd(open_fds[i]);
+        else
+            close(open_fds[i]); /* EBADF for one closed meanwhile is fine */
+    }
     free(open_fds);
-    return 0;
+    return rc;
 }
 
 /* installFds(fds, targets): fds[i] becomes descriptor targets[i]; all else is closed. */
@@ -202,24 +240,6 @@ static napi_value js_install_fds(napi_env env, napi_callback_info info)
             return throw_errno(env, "close");
     }
     return NULL;
-}
-
-/* A NUL-terminated copy of a Buffer argument; free() it. */
-static char *arg_cstring(napi_env env, napi_value v)
-{
-    void *data;
-    size_t len;
-    char *s;
-    if (!arg_buffer(env, v, &data, &len))
-        return NULL;
-    s = malloc(len + 1);
-    if (s == NULL) {
-        throw_errno(env, "malloc");
-        return NULL;
-    }
-    memcpy(s, data, len);
-    s[len] = '\0';
-    return s;
 }
 
 static napi_value js_chdir(napi_env env, napi_callback_info info)
@@ -259,6 +279,14 @@ static napi_value js_replace_env(napi_env env, napi_callback_info info)
         if (putenv(entry) != 0) /* the environment owns `entry` from now on */
             return throw_errno(env, "putenv");
     }
+    return NULL;
+}
+
+static napi_value js_reset_signals(napi_env env, napi_callback_info info)
+{
+    (void)info;
+    if (reset_all_signals() < 0)
+        return throw_errno(env, "sigprocmask");
     return NULL;
 }
 
@@ -316,6 +344,7 @@ void register_runner(napi_env env, napi_value exports)
     export_function(env, exports, "installFds", js_install_fds);
     export_function(env, exports, "chdir", js_chdir);
     export_function(env, exports, "replaceEnv", js_replace_env);
+    export_function(env, exports, "resetSignals", js_reset_signals);
     export_function(env, exports, "exit", js_exit);
     export_function(env, exports, "catchInterrupt", js_catch_interrupt);
 }

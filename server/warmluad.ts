@@ -123,7 +123,14 @@ function log(line: string): void {
   fs.writeSync(2, `warmluad: ${line}\n`);
 }
 
+/** Closes the descriptors bin/warmluad held while node started. */
+function releaseHeldFds(): void {
+  for (const fd of (process.env.WARMLUA_HELD_FDS ?? '').split(' ').filter(Boolean)) native.close(Number(fd));
+  delete process.env.WARMLUA_HELD_FDS;
+}
+
 function main(): void {
+  releaseHeldFds();
   let config: Config;
   try {
     config = parseConfig(process.argv.slice(2));

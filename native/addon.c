@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 napi_value throw_errno(napi_env env, const char *syscall)
@@ -40,6 +41,22 @@ int arg_buffer(napi_env env, napi_value v, void **data, size_t *len)
         return 0;
     }
     return 1;
+}
+
+char *arg_cstring(napi_env env, napi_value v)
+{
+    void *data;
+    size_t len;
+    char *s;
+    if (!arg_buffer(env, v, &data, &len))
+        return NULL;
+    if ((s = malloc(len + 1)) == NULL) {
+        throw_errno(env, "malloc");
+        return NULL;
+    }
+    memcpy(s, data, len);
+    s[len] = '\0';
+    return s;
 }
 
 void export_function(napi_env env, napi_value exports, const char *name, napi_callback cb)

@@ -16,6 +16,9 @@ napi_value throw_errno(napi_env env, const char *syscall);
 /* Argument helpers: each throws a TypeError and returns 0 on a bad value. */
 int arg_int(napi_env env, napi_value v, int *out);
 int arg_buffer(napi_env env, napi_value v, void **data, size_t *len);
+/* A NUL-terminated malloc'd copy of a Buffer argument (free it), or NULL
+ * with an exception pending. */
+char *arg_cstring(napi_env env, napi_value v);
 
 /* Adds a function to `exports`. */
 void export_function(napi_env env, napi_value exports, const char *name, napi_callback cb);
@@ -23,5 +26,9 @@ void export_function(napi_env env, napi_value exports, const char *name, napi_ca
 void register_sockets(napi_env env, napi_value exports);
 void register_runner(napi_env env, napi_value exports);
 void register_stdlib(napi_env env, napi_value exports);
+
+/* Every signal to its default action and unblocked, as a fresh lua would
+ * find them (Node ignores SIGPIPE and handles others). Returns -1 on error. */
+int reset_all_signals(void);
 
 #endif

@@ -17,22 +17,6 @@
 
 /* A NUL-terminated copy of a Buffer argument (C stops at its first NUL,
  * exactly as lua5.3 passes Lua strings to libc); free() it. */
-static char *buffer_cstring(napi_env env, napi_value v)
-{
-    void *data;
-    size_t len;
-    char *s;
-    if (!arg_buffer(env, v, &data, &len))
-        return NULL;
-    if ((s = malloc(len + 1)) == NULL) {
-        throw_errno(env, "malloc");
-        return NULL;
-    }
-    memcpy(s, data, len);
-    s[len] = '\0';
-    return s;
-}
-
 static napi_value new_buffer(napi_env env, const char *data, size_t len)
 {
     napi_value result;
@@ -108,7 +92,7 @@ static napi_value js_getenv(napi_env env, napi_callback_info info)
     napi_value argv[1], result;
     char *name = NULL, *value;
     get_args(env, info, argv, 1);
-    if ((name = buffer_cstring(env, argv[0])) == NULL)
+    if ((name = arg_cstring(env, argv[0])) == NULL)
         return NULL;
     value = getenv(name);
     free(name);
@@ -158,7 +142,7 @@ static napi_value js_popen(napi_env env, napi_callback_info info)
     char *command;
     pid_t pid;
     get_args(env, info, argv, 2);
-    if (!arg_int(env, argv[1], &for_write) || (command = buffer_cstring(env, argv[0])) == NULL)
+    if (!arg_int(env, argv[1], &for_write) || (command = arg_cstring(env, argv[0])) == NULL)
         return NULL;
     if (pipe2(ends, O_CLOEXEC) < 0) {
         free(command);
@@ -224,7 +208,7 @@ static napi_value js_system(napi_env env, napi_callback_info info)
     pid_t pid;
     int status = 0, failed_errno = 0;
     get_args(env, info, argv, 1);
-    if ((command = buffer_cstring(env, argv[0])) == NULL)
+    if ((command = arg_cstring(env, argv[0])) == NULL)
         return NULL;
     memset(&ignore, 0, sizeof ignore);
     ignore.sa_handler = SIG_IGN;
@@ -309,7 +293,7 @@ static napi_value js_strftime(napi_env env, napi_callback_info info)
     int utc;
     size_t len;
     get_args(env, info, argv, 3);
-    if (!arg_time(env, argv[1], argv[2], &t, &utc) || (conversion = buffer_cstring(env, argv[0])) == NULL)
+    if (!arg_time(env, argv[1], argv[2], &t, &utc) || (conversion = arg_cstring(env, argv[0])) == NULL)
         return NULL;
     if (broken_down(t, utc, &tm) == NULL) {
         free(conversion);
@@ -370,7 +354,7 @@ static napi_value js_setlocale(napi_env env, napi_callback_info info)
         return NULL;
     }
     napi_typeof(env, argv[1], &type);
-    if (type != napi_null && (locale = buffer_cstring(env, argv[1])) == NULL)
+    if (type != napi_null && (locale = arg_cstring(env, argv[1])) == NULL)
         return NULL;
     answer = setlocale(categories[index], locale);
     free(locale);
@@ -388,7 +372,7 @@ static napi_value js_mkstemp(napi_env env, napi_callback_info info)
     char *name;
     int fd;
     get_args(env, info, argv, 1);
-    if ((name = buffer_cstring(env, argv[0])) == NULL)
+    if ((name = arg_cstring(env, argv[0])) == NULL)
         return NULL;
     if ((fd = mkstemp(name)) < 0) {
         free(name);

@@ -10,6 +10,9 @@ import { native } from './native.js';
 const progname = process.env.WARMLUA_PROGNAME ?? 'warmlua-cold';
 delete process.env.WARMLUA_PROGNAME;
 const argv = [progname, ...process.argv.slice(2)].map((a) => Buffer.from(a));
+// As a fresh lua would find them: Node ignores SIGPIPE, so `| head -1`
+// would otherwise end in write errors instead of death by SIGPIPE.
+native.resetSignals();
 const L = createLuaState({ preload: [] });
 const status = luaMain(L, argv);
 flushAll();

@@ -51,6 +51,8 @@ export interface Native {
   chdir(dir: Buffer): void;
   /** Replaces the whole C environment (what os.getenv and children see). */
   replaceEnv(entries: Buffer[]): void;
+  /** Every signal to its default action and unblocked (a runner gets this from forkWarm). */
+  resetSignals(): void;
   /** _exit(status): no Node teardown, no flushing. */
   exit(status: number): never;
   /** Installs lua.c's SIGINT handler: the first SIGINT sets flag[0] = 1 and

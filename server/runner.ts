@@ -8,7 +8,7 @@ import type { LuaState } from 'fengari';
 import type { RunRequest } from './protocol.js';
 import { native } from './native.js';
 import { luaMain } from './interpreter.js';
-import { flushAll } from './stdlib/index.js';
+import { flushAll, resetStdio } from './stdlib/index.js';
 
 function report(message: string): void {
   try {
@@ -23,6 +23,7 @@ function specialise(request: RunRequest, receivedFds: number[]): void {
   // installFds also closes everything else, so a stray use of the server's
   // epoll fd or sockets fails with EBADF instead of corrupting the server.
   native.installFds(receivedFds, request.fdNumbers);
+  resetStdio(); // fd 1 is the client's now: a pipe where the server had a tty
   try {
     native.chdir(request.cwd);
   } catch (error) {

@@ -23,8 +23,9 @@ export interface RunOptions {
   env?: NodeJS.ProcessEnv;
   /** The script's working directory (default: this process's). */
   cwd?: string;
-  /** This process's descriptors to hand over; each keeps its number (default 0, 1, 2). */
-  fds?: number[];
+  /** Descriptors to hand over: an array keeps each number (default [0, 1, 2]);
+   * an object maps the runner's number to this process's fd, e.g. {1: logFd}. */
+  fds?: number[] | Record<number, number>;
 }
 
 export interface RunResult {
@@ -88,12 +89,14 @@ function toResult(status: RunStatus, pid: number): RunResult {
 
 export function start(options: RunOptions): RunHandle {
   const socket = options.socket ?? process.env.WARMLUA_SOCKET ?? defaultSocketPath();
-  const fds = options.fds ?? [0, 1, 2];
+  const given = options.fds ?? [0, 1, 2];
+  const pairs = Array.isArray(given) ? given.map((fd) => [fd, fd]) : Object.entries(given).map(([n, fd]) => [Number(n), fd]);
+  const fds = pairs.map(([, fd]) => fd);
   const request = encodeRun({
     cwd: Buffer.from(options.cwd ?? process.cwd()),
     argv: options.argv.map((a) => Buffer.from(a)),
     env: envEntries(options.env ?? process.env),
-    fdNumbers: fds,
+    fdNumbers: pairs.map(([n]) => n),
   });
   const fd = connect(socket);
   try {

@@ -8,13 +8,15 @@ import { parseArgs } from 'node:util';
 import { native } from './native.js';
 import { defaultSocketPath } from './protocol.js';
 import { Server } from './server.js';
-import { createLuaState } from './warm.js';
+import { BUILTIN_WARMUP, createLuaState, warmUp } from './warm.js';
 
 const USAGE = `usage: warmluad [options]
   --socket PATH         Unix socket to listen on (default: ${defaultSocketPath()})
   --preload a,b,c       Lua modules to require once, before serving
   --lua-path PATH       package.path while preloading (";;" adds the default)
-  --config FILE         JSON file with any of: socket, preload, luaPath, drainTimeout
+  --warmup FILE         Lua chunk run before serving so V8 compiles fengari once
+                        (default: the built-in server/lua/warmup.lua; "none" to skip)
+  --config FILE         JSON file with any of: socket, preload, luaPath, warmup, drainTimeout
   --drain-timeout SECS  on SIGTERM, how long running scripts may finish (default 10)
   -h, --help            this text`;
 
@@ -24,10 +26,11 @@ interface Config {
   socket: string;
   preload: string[];
   luaPath?: string;
+  warmup: string;
   drainTimeoutMs: number;
 }
 
-const configKeys = ['socket', 'preload', 'luaPath', 'drainTimeout'];
+const configKeys = ['socket', 'preload', 'luaPath', 'warmup', 'drainTimeout'];
 
 function readConfigFile(file: string): Record<string, unknown> {
   let parsed: unknown;
@@ -74,6 +77,7 @@ export function parseConfig(args: string[]): Config {
         socket: { type: 'string' },
         preload: { type: 'string' },
         'lua-path': { type: 'string' },
+        warmup: { type: 'string' },
         config: { type: 'string' },
         'drain-timeout': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -92,6 +96,7 @@ export function parseConfig(args: string[]): Config {
     socket: path.resolve(optionalString(cli.socket ?? file.socket, 'socket') ?? defaultSocketPath()),
     preload: asModuleList(cli.preload ?? file.preload ?? []),
     luaPath: optionalString(cli['lua-path'] ?? file.luaPath, 'luaPath'),
+    warmup: optionalString(cli.warmup ?? file.warmup, 'warmup') ?? BUILTIN_WARMUP,
     drainTimeoutMs: asSeconds(cli['drain-timeout'] ?? file.drainTimeout ?? 10, 'drain timeout'),
   };
 }
@@ -143,6 +148,7 @@ function main(): void {
   let L;
   try {
     L = createLuaState({ preload: config.preload, luaPath: config.luaPath });
+    if (config.warmup !== 'none') warmUp(config.warmup);
   } catch (error) {
     log((error as Error).message);
     process.exit(100);

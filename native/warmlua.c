@@ -19,7 +19,10 @@
  *    are close-on-exec and the signal mask is restored, so the fallback
  *    starts as if it had been exec'd instead of us. With
  *    WARMLUA_FALLBACK=none: "PROG: cannot reach warmluad at PATH: REASON",
- *    exit 1. A fallback that cannot be exec'd: exit 127 (not found) or 126;
+ *    exit 1. A fallback that cannot be exec'd: exit 127 (not found) or 126.
+ *    End of stream before STARTED counts as "did not start": a server dies
+ *    or restarts with requests in its backlog far more often than in the
+ *    microseconds between forking a runner and sending STARTED;
  *  - the connection ends after STARTED without EXITED (server killed) or
  *    brings an ERROR then: "PROG: lost connection to warmluad: REASON",
  *    exit EXIT_LOST (111, skarnet's "temporary failure": distinct from a

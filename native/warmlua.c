@@ -59,7 +59,7 @@
 #define MAX_PAYLOAD (1024 * 1024)
 #define MAX_ARGS 4096
 #define MAX_ENV 4096
-#define MAX_FDS 253 /* SCM_MAX_FD */
+#define MAX_FDS 252 /* SCM_MAX_FD (253) less the connection the server hands on */
 #define MAX_FD_NUMBER (1024 * 1024)
 enum { F_RUN = 0x01, F_SIGNAL = 0x02, F_STARTED = 0x81, F_EXITED = 0x82, F_ERROR = 0x83 };
 

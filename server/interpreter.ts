@@ -228,7 +228,15 @@ export function luaMain(L: LuaState, argv: Buffer[]): number {
   const top = lua.lua_gettop(L);
   lua.lua_pushcfunction(L, pmain);
   lua.lua_pushlightuserdata(L, args);
-  const status = lua.lua_pcall(L, 1, 1, 0);
+  let status: number;
+  try {
+    status = lua.lua_pcall(L, 1, 1, 0);
+  } catch (e) {
+    // A JS exception fengari could not turn into a Lua error (a bug in
+    // fengari or in a JS library): report it as lua.c reports errors.
+    writeStderr(getProgname() ?? 'lua', ': ', String((e as Error)?.message ?? e), '\n');
+    return 1;
+  }
   const result = lua.lua_toboolean(L, -1);
   report(L, status);
   lua.lua_settop(L, top);

@@ -97,13 +97,61 @@ function interruptHook(L: LuaState): void {
   }
 }
 
+function installHook(L: LuaState): void {
+  lua.lua_sethook(L, interruptHook, lua.LUA_MASKCOUNT, HOOK_PERIOD);
+}
+
 /** signal(SIGINT, laction) before a call: a fresh flag, and the hook once. */
 function catchInterrupt(L: LuaState): void {
   interruptFlag = native.catchInterrupt();
   if (hookedState !== L) {
     hookedState = L;
-    lua.lua_sethook(L, interruptHook, lua.LUA_MASKCOUNT, HOOK_PERIOD);
+    installHook(L);
+    hideHookFromDebug(L);
   }
+}
+
+/** The thread a debug.gethook/sethook call is about (db's getthread). */
+function targetThread(L: LuaState): LuaState {
+  return lua.lua_isthread(L, 1) ? lua.lua_tothread(L, 1) : L;
+}
+
+/** lua5.3 has no hook until a SIGINT arrives, so scripts must not see ours:
+ * debug.gethook reports "no hook" for it, and when a script clears its own
+ * hook on the main thread ours comes back. (While a script's hook is set,
+ * SIGINT is not turned into an error: the second one kills.) The originals
+ * are called directly, not through Lua, so error messages stay theirs. */
+function hideHookFromDebug(L: LuaState): void {
+  lauxlib.luaL_getsubtable(L, lua.LUA_REGISTRYINDEX, to_luastring('_LOADED'));
+  const isTable = lua.lua_getfield(L, -1, to_luastring('debug')) === lua.LUA_TTABLE;
+  if (isTable) {
+    const original = (name: string): ((L: LuaState) => number) | null => {
+      lua.lua_getfield(L, -1, to_luastring(name));
+      const f = lua.lua_tocfunction(L, -1);
+      lua.lua_pop(L, 1);
+      return f;
+    };
+    const gethook = original('gethook');
+    const sethook = original('sethook');
+    if (gethook && sethook) {
+      lua.lua_pushcfunction(L, (L1: LuaState) => {
+        if (lua.lua_gethook(targetThread(L1)) !== interruptHook) return gethook(L1);
+        lua.lua_pushnil(L1);
+        lua.lua_pushliteral(L1, '');
+        lua.lua_pushinteger(L1, 0);
+        return 3;
+      });
+      lua.lua_setfield(L, -2, to_luastring('gethook'));
+      lua.lua_pushcfunction(L, (L1: LuaState) => {
+        const thread = targetThread(L1);
+        const n = sethook(L1);
+        if (thread === hookedState && lua.lua_gethook(thread) === null) installHook(thread);
+        return n;
+      });
+      lua.lua_setfield(L, -2, to_luastring('sethook'));
+    }
+  }
+  lua.lua_pop(L, 2);
 }
 
 /** signal(SIGINT, SIG_DFL) after a call, when the addon offers it, so a

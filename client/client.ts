@@ -1,7 +1,7 @@
 // The TypeScript client: runs one Lua script through warmluad and resolves
 // to its status. `run()` is the whole API for most callers; `start()` also
 // gives the runner's pid and a way to forward signals to it.
-import { native } from '../server/native.js';
+import { native, sendAll } from '../server/native.js';
 import {
   FrameReader,
   FrameType,
@@ -73,12 +73,6 @@ function connect(socket: string): number {
     const e = error as NodeJS.ErrnoException;
     throw new WarmluaError(`cannot reach warmluad at ${socket}: ${e.message}`, socket, e.code, true, { cause: e });
   }
-}
-
-function sendAll(fd: number, bytes: Buffer, fds: number[]): void {
-  // The fds ride on the first byte; a blocking socket takes the rest in order.
-  let sent = native.send(fd, bytes, fds);
-  while (sent < bytes.length) sent += native.send(fd, bytes.subarray(sent), []);
 }
 
 function toResult(status: RunStatus, pid: number): RunResult {

@@ -207,31 +207,34 @@ static int close_all_but(const int *kept, uint32_t n)
     return rc;
 }
 
-/* installFds(fds, targets): fds[i] becomes descriptor targets[i]; all else is closed. */
+/* installFds(fds, targets, keep): fds[i] becomes descriptor targets[i], the
+ * fds in `keep` move above every target, and all else is closed. Returns the
+ * kept fds' new numbers. */
 static napi_value js_install_fds(napi_env env, napi_callback_info info)
 {
-    size_t argc = 2;
-    napi_value argv[2];
-    int fds[253], targets[253], moved[253], base = 3;
-    uint32_t n, nt;
+    size_t argc = 3;
+    napi_value argv[3], result;
+    int fds[253 + 2], targets[253], moved[253 + 2], base = 3;
+    uint32_t n, nt, nkeep;
     napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-    if (!read_int_array(env, argv[0], fds, 253, &n) || !read_int_array(env, argv[1], targets, 253, &nt))
+    if (!read_int_array(env, argv[0], fds, 253, &n) || !read_int_array(env, argv[1], targets, 253, &nt) ||
+        !read_int_array(env, argv[2], fds + n, 2, &nkeep))
         return NULL;
     if (n != nt) {
         napi_throw_range_error(env, NULL, "fds and targets differ in length");
         return NULL;
     }
-    /* Move every received fd above all targets first, so no dup2 below can
-     * overwrite a descriptor that is still to be installed. */
+    /* Move every fd above all targets first, so no dup2 below can overwrite
+     * a descriptor that is still to be installed or kept. */
     for (uint32_t i = 0; i < n; i++)
         if (targets[i] >= base)
             base = targets[i] + 1;
-    for (uint32_t i = 0; i < n; i++) {
+    for (uint32_t i = 0; i < n + nkeep; i++) {
         moved[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, base);
         if (moved[i] < 0)
             return throw_errno(env, "fcntl(F_DUPFD)");
     }
-    if (close_all_but(moved, n) < 0)
+    if (close_all_but(moved, n + nkeep) < 0)
         return throw_errno(env, "closing inherited descriptors");
     for (uint32_t i = 0; i < n; i++) {
         if (dup2(moved[i], targets[i]) < 0)
@@ -239,7 +242,13 @@ static napi_value js_install_fds(napi_env env, napi_callback_info info)
         if (close(moved[i]) < 0)
             return throw_errno(env, "close");
     }
-    return NULL;
+    napi_create_array_with_length(env, nkeep, &result);
+    for (uint32_t i = 0; i < nkeep; i++) {
+        napi_value v;
+        napi_create_int32(env, moved[n + i], &v);
+        napi_set_element(env, result, i, v);
+    }
+    return result;
 }
 
 static napi_value js_chdir(napi_env env, napi_callback_info info)

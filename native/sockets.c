@@ -4,6 +4,7 @@
 #include "addon.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -321,6 +322,52 @@ static napi_value js_peer_credentials(napi_env env, napi_callback_info info)
     return result;
 }
 
+/* A connected pair of blocking stream sockets: the server's line to a spare runner. */
+static napi_value js_socket_pair(napi_env env, napi_callback_info info)
+{
+    napi_value result;
+    int pair[2];
+    (void)info;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+        return throw_errno(env, "socketpair");
+    napi_create_array_with_length(env, 2, &result);
+    napi_set_element(env, result, 0, int_value(env, pair[0]));
+    napi_set_element(env, result, 1, int_value(env, pair[1]));
+    return result;
+}
+
+/* Blocks until fd is readable or hung up: for a spare runner, which has no loop. */
+static napi_value js_wait_readable(napi_env env, napi_callback_info info)
+{
+    size_t argc = 1;
+    napi_value argv[1];
+    struct pollfd pfd;
+    int rc;
+    napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+    if (!arg_int(env, argv[0], &pfd.fd))
+        return NULL;
+    pfd.events = POLLIN;
+    do
+        rc = poll(&pfd, 1, -1);
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0)
+        return throw_errno(env, "poll");
+    return NULL;
+}
+
+static napi_value js_shutdown_write(napi_env env, napi_callback_info info)
+{
+    size_t argc = 1;
+    napi_value argv[1];
+    int fd;
+    napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+    if (!arg_int(env, argv[0], &fd))
+        return NULL;
+    if (shutdown(fd, SHUT_WR) < 0)
+        return throw_errno(env, "shutdown");
+    return NULL;
+}
+
 static napi_value js_close(napi_env env, napi_callback_info info)
 {
     size_t argc = 1;
@@ -345,5 +392,8 @@ void register_sockets(napi_env env, napi_value exports)
     export_function(env, exports, "pollReadable", js_poll_readable);
     export_function(env, exports, "pollStop", js_poll_stop);
     export_function(env, exports, "peerCredentials", js_peer_credentials);
+    export_function(env, exports, "socketPair", js_socket_pair);
+    export_function(env, exports, "waitReadable", js_wait_readable);
+    export_function(env, exports, "shutdownWrite", js_shutdown_write);
     export_function(env, exports, "close", js_close);
 }

@@ -2,7 +2,7 @@
 // in this fresh node process, with no server. The shim falls back to it.
 import { createLuaState } from './warm.js';
 import { luaMain } from './interpreter.js';
-import { flushAll } from './stdlib/index.js';
+import { exitProcess } from './exit.js';
 import { native } from './native.js';
 
 // The shim passes its own argv[0] here (a #! wrapper loses it); the variable
@@ -14,6 +14,4 @@ const argv = [progname, ...process.argv.slice(2)].map((a) => Buffer.from(a));
 // would otherwise end in write errors instead of death by SIGPIPE.
 native.resetSignals();
 const L = createLuaState({ preload: [] });
-const status = luaMain(L, argv);
-flushAll();
-native.exit(status);
+exitProcess(luaMain(L, argv));

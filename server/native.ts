@@ -38,6 +38,11 @@ export interface Native {
   /** The peer's pid, uid and gid (SO_PEERCRED). */
   peerCredentials(fd: number): { pid: number; uid: number; gid: number };
   close(fd: number): void;
+  /** socketpair(AF_UNIX, SOCK_STREAM), both ends blocking and close-on-exec. */
+  socketPair(): [number, number];
+  /** Blocks (poll) until fd is readable or hung up. Only for processes without a loop. */
+  waitReadable(fd: number): void;
+  shutdownWrite(fd: number): void;
 
   // runner.c
   /** fork() that works on a warm V8 heap (pages re-marked MADV_DOFORK first).
@@ -46,8 +51,10 @@ export interface Native {
   forkWarm(): number;
   /** Reaps every child that has ended (waitpid -1, WNOHANG). */
   reapChildren(): Reaped[];
-  /** Installs fds[i] at number targets[i] and closes every other descriptor. */
-  installFds(fds: number[], targets: number[]): void;
+  /** Installs fds[i] at number targets[i], moves the (at most two) `keep` fds
+   * above every target, and closes every other descriptor. Returns the kept
+   * fds' new numbers. libuv's eventfds get private stand-ins instead. */
+  installFds(fds: number[], targets: number[], keep: number[]): number[];
   chdir(dir: Buffer): void;
   /** Replaces the whole C environment (what os.getenv and children see). */
   replaceEnv(entries: Buffer[]): void;
@@ -68,3 +75,9 @@ export const native: Native = createRequire(import.meta.url)(
   path.join(projectRoot, 'build/Release/warmlua_native.node'),
 );
 export { projectRoot };
+
+/** Sends all of `bytes` on a blocking socket; `fds` ride on the first byte. */
+export function sendAll(fd: number, bytes: Buffer, fds: number[]): void {
+  let sent = native.send(fd, bytes, fds);
+  while (sent < bytes.length) sent += native.send(fd, bytes.subarray(sent), []);
+}

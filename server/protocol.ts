@@ -10,7 +10,9 @@ export const Limits = {
   maxPayloadBytes: 1024 * 1024,
   maxArgs: 4096,
   maxEnv: 4096,
-  maxFds: 253, // SCM_MAX_FD
+  // SCM_MAX_FD is 253; the server adds the connection itself when it hands
+  // the run to a spare runner.
+  maxFds: 252,
   maxFdNumber: 1024 * 1024,
 } as const;
 

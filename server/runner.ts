@@ -1,14 +1,27 @@
-// The runner: what a freshly forked child of warmluad does. It becomes the
-// client's process (its fds at their numbers, its cwd, its environment), runs
-// lua.c's main on the inherited warm state and leaves with _exit. It never
-// returns to the event loop: the loop, its epoll fd and the server's sockets
-// belong to the parent (../shared/notes/forking-node.md).
+// The runner: what a child of warmluad does. Forked ahead of demand as a
+// spare, it closes the server's descriptors and waits, blocked, for a job on
+// its line to the server. Then it becomes the client's process (its fds at
+// their numbers, its cwd, its environment), runs lua.c's main on the
+// inherited warm state, reports its status and leaves with _exit. It never
+// returns to the event loop: the loop belongs to the parent
+// (../shared/notes/forking-node.md).
 import fs from 'node:fs';
 import type { LuaState } from 'fengari';
-import type { RunRequest } from './protocol.js';
+import { exitProcess, setStatusReporter } from './exit.js';
 import { native } from './native.js';
 import { luaMain } from './interpreter.js';
-import { flushAll, resetStdio } from './stdlib/index.js';
+import { FrameReader, decodeRun, encodeExited, type RunRequest } from './protocol.js';
+import { resetStdio } from './stdlib/index.js';
+
+const RECV_CHUNK = 64 * 1024;
+
+/** What the server sends down a spare's line: the RUN frame as the client
+ * sent it, with the client's fds and, last, the client's connection. */
+interface Job {
+  request: RunRequest;
+  clientFds: number[];
+  connection: number;
+}
 
 function report(message: string): void {
   try {
@@ -18,33 +31,63 @@ function report(message: string): void {
   }
 }
 
-/** Takes on the client's identity: fds, cwd, environment. */
-function specialise(request: RunRequest, receivedFds: number[]): void {
-  // installFds also closes everything else, so a stray use of the server's
-  // epoll fd or sockets fails with EBADF instead of corrupting the server.
-  native.installFds(receivedFds, request.fdNumbers);
-  resetStdio(); // fd 1 is the client's now: a pipe where the server had a tty
-  try {
-    native.chdir(request.cwd);
-  } catch (error) {
-    throw new Error(`cannot change to directory ${request.cwd}: ${(error as Error).message}`);
+/** Blocks until the server sends a job; a closed line means retire. */
+function awaitJob(line: number): Job {
+  const reader = new FrameReader();
+  const fds: number[] = [];
+  for (;;) {
+    const frame = reader.next();
+    if (frame) {
+      const connection = fds.pop();
+      if (connection === undefined) throw new Error('job came without its connection');
+      return { request: decodeRun(frame.payload), clientFds: fds, connection };
+    }
+    native.waitReadable(line);
+    const received = native.recv(line, RECV_CHUNK);
+    if (received === null) continue;
+    if (received.data.length === 0) native.exit(0);
+    fds.push(...received.fds);
+    reader.push(received.data);
   }
-  native.replaceEnv(request.env);
 }
 
-/** Runs the request in this (child) process. Never returns. */
-export function runRunner(L: LuaState, request: RunRequest, receivedFds: number[]): never {
+/** Tells the server, then the client, how the script ended. The server hears
+ * first, so that a client leaving at once is not taken for one that left a
+ * live runner behind (which would get SIGHUP). */
+function reportTo(line: number, connection: number, status: number): void {
+  const code = Buffer.alloc(4);
+  code.writeUInt32LE(status, 0);
+  native.send(line, code, []);
+  native.send(connection, encodeExited({ how: 'exited', code: status }), []);
+  native.shutdownWrite(connection); // the server's own EXITED would only repeat it
+}
+
+/** Takes on the client's identity: fds, cwd, environment. */
+function specialise(job: Job, line: number): void {
+  // installFds also closes the rest, so a stray use of the server's epoll
+  // fd or sockets fails with EBADF instead of corrupting the server.
+  const [connection, ownLine] = native.installFds(job.clientFds, job.request.fdNumbers, [job.connection, line]);
+  setStatusReporter((status) => reportTo(ownLine, connection, status));
+  resetStdio(); // fd 1 is the client's now: a pipe where the server had a tty
+  try {
+    native.chdir(job.request.cwd);
+  } catch (error) {
+    throw new Error(`cannot change to directory ${job.request.cwd}: ${(error as Error).message}`);
+  }
+  native.replaceEnv(job.request.env);
+}
+
+/** The life of a spare runner, from fork to _exit. Never returns. */
+export function serveAsSpare(L: LuaState, lineFd: number): never {
   let status = 1;
   try {
-    specialise(request, receivedFds);
-    status = luaMain(L, request.argv);
+    // Drop the server's descriptors now, while nobody waits for this runner.
+    const [line] = native.installFds([], [], [lineFd]);
+    const job = awaitJob(line);
+    specialise(job, line);
+    status = luaMain(L, job.request.argv);
   } catch (error) {
     report((error as Error).message);
   }
-  try {
-    flushAll();
-  } catch (error) {
-    report(`cannot flush output: ${(error as Error).message}`);
-  }
-  return native.exit(status);
+  return exitProcess(status);
 }

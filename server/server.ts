@@ -3,7 +3,8 @@
 // its status. Every socket is non-blocking and driven by uv_poll, so a slow
 // or silent client never holds up anyone else.
 import type { LuaState } from 'fengari';
-import { native, type PollHandle } from './native.js';
+import { native, sendAll, type PollHandle } from './native.js';
+import { SparePool } from './pool.js';
 import {
   ErrorCode,
   FrameReader,
@@ -13,12 +14,11 @@ import {
   decodeSignal,
   encodeError,
   encodeExited,
+  encodeFrame,
   encodeStarted,
   type RunRequest,
   type RunStatus,
 } from './protocol.js';
-import { runRunner } from './runner.js';
-import { flushAll } from './stdlib/index.js';
 
 /** How long a runner whose client went away has between SIGHUP and SIGKILL. */
 export const CLIENT_GONE_GRACE_MS = 1000;
@@ -28,6 +28,8 @@ export type Log = (line: string) => void;
 
 interface Run {
   pid: number;
+  /** The server's end of the runner's line: the runner reports its exit there first. */
+  line: number;
   script: string;
   startedAt: bigint;
   killTimer?: NodeJS.Timeout;
@@ -102,6 +104,7 @@ function scriptName(argv: Buffer[]): string {
 export class Server {
   private readonly listenPoll: PollHandle;
   private readonly runs = new Map<number, Connection>();
+  private readonly pool: SparePool;
   private accepting = true;
   private onIdle?: () => void;
 
@@ -109,7 +112,10 @@ export class Server {
     private readonly L: LuaState,
     private readonly listenFd: number,
     private readonly log: Log,
+    spares: number,
   ) {
+    this.pool = new SparePool(L, spares);
+    this.pool.refillSoon();
     this.listenPoll = native.pollReadable(listenFd, () => this.acceptAll());
     process.on('SIGCHLD', () => this.reap());
   }
@@ -125,7 +131,7 @@ export class Server {
   }
 
   onFrame(conn: Connection, type: number, payload: Buffer): void {
-    if (type === FrameType.run && !conn.run) return this.startRun(conn, decodeRun(payload));
+    if (type === FrameType.run && !conn.run) return this.startRun(conn, decodeRun(payload), payload);
     if (type === FrameType.signal && conn.run) return this.forwardSignal(conn.run, decodeSignal(payload));
     throw new ProtocolError(
       ErrorCode.malformed,
@@ -133,25 +139,32 @@ export class Server {
     );
   }
 
-  private startRun(conn: Connection, request: RunRequest): void {
+  /** Hands the request, the client's fds and the connection to a spare runner. */
+  private startRun(conn: Connection, request: RunRequest, payload: Buffer): void {
     if (conn.receivedFds.length !== request.fdNumbers.length) {
       throw new ProtocolError(
         ErrorCode.malformed,
         `request names ${request.fdNumbers.length} fds but ${conn.receivedFds.length} came with it`,
       );
     }
-    flushAll(); // a runner must not inherit (and repeat) buffered server output
-    let pid: number;
+    let spare;
     try {
-      pid = native.forkWarm();
+      spare = this.pool.take();
     } catch (error) {
       throw new ProtocolError(ErrorCode.internal, `cannot start a runner: ${(error as Error).message}`);
     }
-    if (pid === 0) runRunner(this.L, request, conn.receivedFds);
+    // STARTED goes out before the job: a spare can finish a short script, and
+    // report its exit to the client, before this function returns.
+    conn.run = { pid: spare.pid, line: spare.line, script: scriptName(request.argv), startedAt: process.hrtime.bigint() };
+    this.runs.set(spare.pid, conn);
+    conn.send(encodeStarted(spare.pid));
+    try {
+      sendAll(spare.line, encodeFrame(FrameType.run, payload), [...conn.receivedFds, conn.fd]);
+    } catch (error) {
+      process.kill(spare.pid, 'SIGKILL'); // its status reaches the client as a death by signal
+      this.log(`cannot hand run pid=${spare.pid} to its runner: ${(error as Error).message}`);
+    }
     conn.closeReceivedFds();
-    conn.run = { pid, script: scriptName(request.argv), startedAt: process.hrtime.bigint() };
-    this.runs.set(pid, conn);
-    conn.send(encodeStarted(pid));
   }
 
   private forwardSignal(run: Run, signal: number): void {
@@ -164,28 +177,34 @@ export class Server {
 
   private reap(): void {
     for (const [pid, how, value] of native.reapChildren()) {
+      const status: RunStatus = how === 0 ? { how: 'exited', code: value } : { how: 'signaled', signal: value };
+      if (this.pool.forget(pid)) {
+        this.log(`spare runner pid=${pid} ended while waiting: ${describeStatus(status)}`);
+        continue;
+      }
       const conn = this.runs.get(pid);
       if (!conn?.run) continue;
       this.runs.delete(pid);
       clearTimeout(conn.run.killTimer);
-      const status: RunStatus = how === 0 ? { how: 'exited', code: value } : { how: 'signaled', signal: value };
+      native.close(conn.run.line);
       const ms = Number(process.hrtime.bigint() - conn.run.startedAt) / 1e6;
       this.log(`run pid=${pid} script=${conn.run.script} ${describeStatus(status)} ${ms.toFixed(1)}ms`);
       try {
         conn.send(encodeExited(status));
       } catch {
-        // the client left; nothing to tell
+        // the client left, or the runner told it already and shut the socket
       }
       conn.close();
     }
     if (this.runs.size === 0) this.onIdle?.();
   }
 
-  /** The client closed its end. A live runner gets SIGHUP, then SIGKILL. */
+  /** The client closed its end. A live runner gets SIGHUP, then SIGKILL;
+   * one that has reported its exit on its line is left to end. */
   clientGone(conn: Connection): void {
     const run = conn.run;
     conn.close();
-    if (!run || !this.runs.has(run.pid)) return;
+    if (!run || !this.runs.has(run.pid) || native.recv(run.line, 4)?.data.length) return;
     this.log(`client of pid=${run.pid} went away: hanging up its runner`);
     this.forwardSignal(run, 1);
     run.killTimer = setTimeout(() => this.forwardSignal(run, 9), CLIENT_GONE_GRACE_MS);
@@ -211,6 +230,7 @@ export class Server {
       native.pollStop(this.listenPoll);
       native.close(this.listenFd);
     }
+    this.pool.retireAll();
     this.onIdle = onIdle;
     if (this.runs.size === 0) onIdle();
   }

@@ -3,11 +3,10 @@
 // /bin/sh, and os.exit leaving by _exit once every stream is flushed.
 import fs from 'node:fs';
 import { lua, lauxlib, to_luastring, type LuaState } from 'fengari';
-import { native as addonExit } from '../native.js';
+import { exitProcess } from '../exit.js';
 import { cPath } from './cstrings.js';
 import { errnoOf, pushExecResult, pushFailure, pushFileResult } from './errors.js';
 import { native, type TmFields } from './native.js';
-import { flushAllStreams } from './stream.js';
 
 const str = (s: string) => to_luastring(s);
 
@@ -22,8 +21,9 @@ function os_exit(L: LuaState): number {
       ? 0
       : 1
     : lauxlib.luaL_optinteger(L, 1, 0);
-  flushAllStreams(); // C's exit() flushes every FILE; closing the state adds nothing visible
-  return addonExit.exit(status & 0xff);
+  // exitProcess flushes every stream, as C's exit() flushes every FILE;
+  // closing the state (the second argument) adds nothing visible.
+  return exitProcess(status);
 }
 
 function os_execute(L: LuaState): number {

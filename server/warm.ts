@@ -1,10 +1,7 @@
 // The warm state: one fengari Lua state with the standard libraries open
 // and the preloaded modules required. The server builds it once and every
 // runner inherits it through fork; bin/warmlua-cold builds it per run.
-import fs from 'node:fs';
-import path from 'node:path';
 import { lua, lauxlib, lualib, to_luastring, type LuaState } from 'fengari';
-import { projectRoot } from './native.js';
 import { openStdlib } from './stdlib/index.js';
 
 export interface WarmOptions {
@@ -44,31 +41,11 @@ function requireModule(L: LuaState, name: string): void {
   }
 }
 
-function newState(): LuaState {
+export function newState(): LuaState {
   const L = lauxlib.luaL_newstate();
   lualib.luaL_openlibs(L);
   openStdlib(L);
   return L;
-}
-
-export const BUILTIN_WARMUP = path.join(projectRoot, 'server/lua/warmup.lua');
-/** Measured on the built-in chunk: a small script's first compile and run took
- * 3.9 ms cold, 0.16 ms after 10 runs, 0.12 ms after 50, 0.07 ms after 200;
- * 100 runs cost about 0.8 s once, at start-up. */
-export const WARMUP_RUNS = 100;
-
-/** Compiles and runs a Lua chunk `runs` times in a scratch state, so that V8
- * compiles and optimises fengari's lexer, parser and VM once, in the server,
- * for every runner to inherit. The real state is left untouched. */
-export function warmUp(file: string, runs = WARMUP_RUNS): void {
-  const source = fs.readFileSync(file);
-  const S = newState();
-  for (let i = 0; i < runs; i++) {
-    if (lauxlib.luaL_loadbuffer(S, source, source.length, to_luastring(`@${file}`)) !== lua.LUA_OK ||
-        lua.lua_pcall(S, 0, 0, 0) !== lua.LUA_OK) {
-      throw new Error(`warm-up ${file} failed: ${lua.lua_tojsstring(S, -1)}`);
-    }
-  }
 }
 
 export function createLuaState(options: WarmOptions): LuaState {

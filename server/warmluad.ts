@@ -8,7 +8,8 @@ import { parseArgs } from 'node:util';
 import { native } from './native.js';
 import { defaultSocketPath } from './protocol.js';
 import { Server } from './server.js';
-import { BUILTIN_WARMUP, createLuaState, warmUp } from './warm.js';
+import { createLuaState } from './warm.js';
+import { BUILTIN_WARMUP, warmUp } from './warmup.js';
 
 const USAGE = `usage: warmluad [options]
   --socket PATH         Unix socket to listen on (default: ${defaultSocketPath()})
@@ -16,8 +17,10 @@ const USAGE = `usage: warmluad [options]
   --lua-path PATH       package.path while preloading (";;" adds the default)
   --warmup FILE         Lua chunk run before serving so V8 compiles fengari once
                         (default: the built-in server/lua/warmup.lua; "none" to skip)
-  --config FILE         JSON file with any of: socket, preload, luaPath, warmup, drainTimeout
+  --config FILE         JSON file with any of: socket, preload, luaPath, warmup,
+                        drainTimeout, spares
   --drain-timeout SECS  on SIGTERM, how long running scripts may finish (default 10)
+  --spares N            runners forked ahead of demand (default 2)
   -h, --help            this text`;
 
 class UsageError extends Error {}
@@ -28,9 +31,10 @@ interface Config {
   luaPath?: string;
   warmup: string;
   drainTimeoutMs: number;
+  spares: number;
 }
 
-const configKeys = ['socket', 'preload', 'luaPath', 'warmup', 'drainTimeout'];
+const configKeys = ['socket', 'preload', 'luaPath', 'warmup', 'drainTimeout', 'spares'];
 
 function readConfigFile(file: string): Record<string, unknown> {
   let parsed: unknown;
@@ -61,6 +65,12 @@ function asSeconds(value: unknown, what: string): number {
   return seconds * 1000;
 }
 
+function asCount(value: unknown, what: string): number {
+  const count = Number(value);
+  if (!Number.isInteger(count) || count < 0 || count > 64) throw new UsageError(`${what}: expected 0 to 64, got ${value}`);
+  return count;
+}
+
 function optionalString(value: unknown, what: string): string | undefined {
   if (value === undefined || typeof value === 'string') return value;
   throw new UsageError(`${what}: expected a string`);
@@ -80,6 +90,7 @@ export function parseConfig(args: string[]): Config {
         warmup: { type: 'string' },
         config: { type: 'string' },
         'drain-timeout': { type: 'string' },
+        spares: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -98,6 +109,7 @@ export function parseConfig(args: string[]): Config {
     luaPath: optionalString(cli['lua-path'] ?? file.luaPath, 'luaPath'),
     warmup: optionalString(cli.warmup ?? file.warmup, 'warmup') ?? BUILTIN_WARMUP,
     drainTimeoutMs: asSeconds(cli['drain-timeout'] ?? file.drainTimeout ?? 10, 'drain timeout'),
+    spares: asCount(cli.spares ?? file.spares ?? 2, 'spares'),
   };
 }
 
@@ -162,7 +174,7 @@ function main(): void {
     log((error as Error).message);
     process.exit(111);
   }
-  const server = new Server(L, listenFd, log);
+  const server = new Server(L, listenFd, log, config.spares);
   const warmMs = Number(process.hrtime.bigint() - began) / 1e6;
   log(
     `listening on ${config.socket} (pid ${process.pid}, warm in ${warmMs.toFixed(0)}ms, ` +

@@ -346,6 +346,18 @@ static napi_value js_catch_interrupt(napi_env env, napi_callback_info info)
     return view;
 }
 
+/* lua.c's laction is undone after each chunk: outside Lua code SIGINT kills. */
+static napi_value js_release_interrupt(napi_env env, napi_callback_info info)
+{
+    struct sigaction dfl;
+    (void)info;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    if (sigaction(SIGINT, &dfl, NULL) < 0)
+        return throw_errno(env, "sigaction(SIGINT)");
+    return NULL;
+}
+
 void register_runner(napi_env env, napi_value exports)
 {
     export_function(env, exports, "forkWarm", js_fork_warm);
@@ -356,4 +368,5 @@ void register_runner(napi_env env, napi_value exports)
     export_function(env, exports, "resetSignals", js_reset_signals);
     export_function(env, exports, "exit", js_exit);
     export_function(env, exports, "catchInterrupt", js_catch_interrupt);
+    export_function(env, exports, "releaseInterrupt", js_release_interrupt);
 }

@@ -154,12 +154,6 @@ function hideHookFromDebug(L: LuaState): void {
   lua.lua_pop(L, 2);
 }
 
-/** signal(SIGINT, SIG_DFL) after a call, when the addon offers it, so a
- * SIGINT outside Lua code ends the process as it ends lua5.3. */
-function releaseInterrupt(): void {
-  const release = (native as unknown as Record<string, unknown>).releaseInterrupt;
-  if (typeof release === 'function') release.call(native);
-}
 
 // ---------------------------------------------------------------------------
 // Calling chunks
@@ -203,7 +197,7 @@ export function docall(L: LuaState, narg: number, nres: number): number {
   lua.lua_insert(L, base);
   catchInterrupt(L);
   const status = lua.lua_pcall(L, narg, nres, base);
-  releaseInterrupt();
+  native.releaseInterrupt(); // a SIGINT outside Lua code ends the process, as in lua5.3
   lua.lua_remove(L, base);
   return status;
 }

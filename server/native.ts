@@ -66,6 +66,8 @@ export interface Native {
    * restores the default action, so a second one kills. The returned array
    * views that flag (shared with the handler). */
   catchInterrupt(): Int32Array;
+  /** SIGINT back to its default action, as lua.c leaves it between chunks. */
+  releaseInterrupt(): void;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -309,10 +309,9 @@ describe('REPL on a terminal', () => {
 });
 
 // lua.c restores SIG_DFL after each chunk, so a Ctrl-C at the prompt ends
-// lua5.3 (readline passes the signal on). Needs a native call that restores
-// the default action after a chunk (asked of the addon's owner).
+// lua5.3 (readline passes the signal on).
 describe('SIGINT at the REPL prompt', () => {
-  it('kills the interpreter as it kills lua5.3', { todo: 'native.releaseInterrupt() missing' }, async () => {
+  it('kills the interpreter as it kills lua5.3', async () => {
     const command = `WARMLUA_PROGNAME=lua5.3 '${bin('warmlua-cold')}'`;
     const child = start('script', ['-qec', command, '/dev/null'], { cwd: dir, timeoutMs: 20_000 });
     let seen = '';

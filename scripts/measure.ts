@@ -1,0 +1,117 @@
+// Timing one command many times. hyperfine -N (no shell) is preferred: it
+// spawns with less overhead and jitter than node, which matters when the
+// figure is about a millisecond. Without hyperfine, the bench times each
+// execa call with process.hrtime itself.
+import { execa } from 'execa';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Stats } from './results.js';
+
+export interface Command {
+  file: string;
+  args: string[];
+  env: Record<string, string>;
+  stdinFile?: string;
+}
+
+export interface Timings {
+  method: 'hyperfine' | 'hyperfine-shell' | 'node';
+  timesMs: number[];
+}
+
+/** Percentile by linear interpolation between the two nearest ranks. */
+export function percentile(sorted: number[], p: number): number {
+  const rank = (sorted.length - 1) * p;
+  const below = Math.floor(rank);
+  const above = Math.min(below + 1, sorted.length - 1);
+  return sorted[below] + (sorted[above] - sorted[below]) * (rank - below);
+}
+
+export function summarise(timesMs: number[]): Stats {
+  const sorted = [...timesMs].sort((a, b) => a - b);
+  return {
+    p50: percentile(sorted, 0.5),
+    p90: percentile(sorted, 0.9),
+    p99: percentile(sorted, 0.99),
+    mean: sorted.reduce((a, b) => a + b, 0) / sorted.length,
+    min: sorted[0],
+    max: sorted[sorted.length - 1],
+  };
+}
+
+function execaOptions(command: Command) {
+  return {
+    env: command.env,
+    extendEnv: false,
+    reject: false,
+    stripFinalNewline: false,
+    timeout: 120_000,
+    ...(command.stdinFile ? { inputFile: command.stdinFile } : { stdin: 'ignore' as const }),
+  };
+}
+
+/** Runs the command once and checks it printed exactly what it must; returns
+ * how long it took, to size the number of runs. */
+export async function verify(command: Command, expectedStdout: string): Promise<number> {
+  const began = process.hrtime.bigint();
+  const r = await execa(command.file, command.args, execaOptions(command));
+  const ms = Number(process.hrtime.bigint() - began) / 1e6;
+  const status = r.exitCode ?? r.signal;
+  if (status !== 0 || r.stdout !== expectedStdout) {
+    const got = String(r.stdout).slice(0, 200);
+    const err = String(r.stderr).trim().split('\n').slice(-3).join(' | ').slice(0, 300);
+    throw new Error(`exit ${status}, stdout ${JSON.stringify(got)}${err ? `, stderr: ${err}` : ''}`);
+  }
+  return ms;
+}
+
+/** hyperfine -N splits its command like a shell would: quote every word. */
+const quote = (word: string): string => `'${word.replace(/'/g, `'\\''`)}'`;
+
+async function timeWithHyperfine(command: Command, warmup: number, runs: number, tmpDir: string): Promise<Timings> {
+  const jsonFile = path.join(tmpDir, 'hyperfine.json');
+  let line = [command.file, ...command.args].map(quote).join(' ');
+  // hyperfine 1.15 cannot feed stdin from a file without a shell; it then
+  // measures the shell's own start-up and subtracts it.
+  const shell = command.stdinFile !== undefined;
+  if (shell) line += ` < ${quote(command.stdinFile!)}`;
+  const args = [
+    ...(shell ? ['--shell', 'sh'] : ['-N']),
+    '--style', 'none',
+    '--warmup', String(warmup),
+    '--runs', String(runs),
+    '--export-json', jsonFile,
+    '--', line,
+  ];
+  const r = await execa('hyperfine', args, { env: command.env, extendEnv: false, reject: false, timeout: 900_000 });
+  if (r.exitCode !== 0) throw new Error(`hyperfine failed: ${String(r.stderr).trim().slice(-300)}`);
+  const report = JSON.parse(fs.readFileSync(jsonFile, 'utf8')) as { results: { times: number[] }[] };
+  fs.rmSync(jsonFile);
+  return { method: shell ? 'hyperfine-shell' : 'hyperfine', timesMs: report.results[0].times.map((s) => s * 1000) };
+}
+
+async function timeWithNode(command: Command, warmup: number, runs: number): Promise<Timings> {
+  const options = { ...execaOptions(command), stdout: 'ignore' as const, stderr: 'ignore' as const };
+  const timesMs: number[] = [];
+  for (let i = 0; i < warmup + runs; i++) {
+    const began = process.hrtime.bigint();
+    const r = await execa(command.file, command.args, options);
+    const ms = Number(process.hrtime.bigint() - began) / 1e6;
+    if (r.exitCode !== 0) throw new Error(`run ${i + 1} exited ${r.exitCode ?? r.signal}`);
+    if (i >= warmup) timesMs.push(ms);
+  }
+  return { method: 'node', timesMs };
+}
+
+export interface MeasureOptions {
+  warmup: number;
+  runs: number;
+  useHyperfine: boolean;
+  tmpDir: string;
+}
+
+export function measure(command: Command, options: MeasureOptions): Promise<Timings> {
+  return options.useHyperfine
+    ? timeWithHyperfine(command, options.warmup, options.runs, options.tmpDir)
+    : timeWithNode(command, options.warmup, options.runs);
+}

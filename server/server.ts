@@ -24,7 +24,27 @@ import {
 export const CLIENT_GONE_GRACE_MS = 1000;
 const RECV_CHUNK = 64 * 1024;
 
-export type Log = (line: string) => void;
+/** One log line: `message` is the text format's whole line; the other
+ * fields repeat its facts for the JSON format. */
+export interface LogEntry {
+  event: string;
+  message: string;
+  pid?: number;
+  script?: string;
+  ms?: number;
+  status?: string;
+}
+
+export type Log = (entry: LogEntry) => void;
+
+/** Who may connect, and how long a client has to send its request. */
+export interface AccessOptions {
+  /** Peer uids served besides the server's own. */
+  allowUid: number[];
+  /** Peer gids (the peer's primary group, as SO_PEERCRED reports it) served. */
+  allowGid: number[];
+  requestTimeoutMs: number;
+}
 
 interface Run {
   pid: number;
@@ -41,13 +61,25 @@ class Connection {
   receivedFds: number[] = [];
   run?: Run;
   closed = false;
+  /** Refused: it got its ERROR; what it sends is read and dropped until it
+   * leaves, so that its own write does not fail before it reads the ERROR. */
+  refused = false;
   private readonly poll: PollHandle;
+  private readonly requestTimer: NodeJS.Timeout;
 
   constructor(
     readonly fd: number,
     private readonly server: Server,
+    requestTimeoutMs: number,
   ) {
     this.poll = native.pollReadable(fd, () => this.onReadable());
+    this.requestTimer = setTimeout(() => server.requestTimedOut(this), requestTimeoutMs);
+    this.requestTimer.unref();
+  }
+
+  /** The request came: no more deadline. */
+  gotRequest(): void {
+    clearTimeout(this.requestTimer);
   }
 
   private onReadable(): void {
@@ -85,6 +117,7 @@ class Connection {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.requestTimer);
     native.pollStop(this.poll);
     native.close(this.fd);
     this.closeReceivedFds();
@@ -113,6 +146,7 @@ export class Server {
     private readonly listenFd: number,
     private readonly log: Log,
     spares: number,
+    private readonly access: AccessOptions,
   ) {
     this.pool = new SparePool(L, spares);
     this.pool.refillSoon();
@@ -126,11 +160,49 @@ export class Server {
 
   private acceptAll(): void {
     for (let fd = native.accept(this.listenFd); fd >= 0; fd = native.accept(this.listenFd)) {
-      new Connection(fd, this);
+      const conn = new Connection(fd, this, this.access.requestTimeoutMs);
+      this.checkPeer(conn);
     }
   }
 
+  /** Serves the server's own uid and the allowed uids and gids; anyone else
+   * gets a REFUSED error, and its connection ends when it leaves or its
+   * request time is up. */
+  private checkPeer(conn: Connection): void {
+    let peer;
+    try {
+      peer = native.peerCredentials(conn.fd);
+    } catch (error) {
+      const message = `connection closed: cannot read its credentials: ${(error as Error).message}`;
+      this.log({ event: 'connection-error', message });
+      return conn.close();
+    }
+    const ownUid = process.getuid!();
+    const { allowUid, allowGid } = this.access;
+    if (peer.uid === ownUid || allowUid.includes(peer.uid) || allowGid.includes(peer.gid)) return;
+    const message =
+      `uid ${peer.uid} (gid ${peer.gid}) is not allowed: this server serves uid ${ownUid} ` +
+      'and whom --allow-uid or --allow-gid name';
+    conn.refused = true;
+    // The client's pid goes in the text only: the JSON pid field is a runner's.
+    this.log({ event: 'refused', message: `refused client pid=${peer.pid}: ${message}` });
+    try {
+      conn.send(encodeError(ErrorCode.refused, message));
+      native.shutdownWrite(conn.fd);
+    } catch {
+      conn.close(); // it left already
+    }
+  }
+
+  requestTimedOut(conn: Connection): void {
+    if (conn.closed || conn.run) return;
+    if (conn.refused) return conn.close();
+    const seconds = this.access.requestTimeoutMs / 1000;
+    this.onConnectionError(conn, new ProtocolError(ErrorCode.malformed, `no request within ${seconds} s`));
+  }
+
   onFrame(conn: Connection, type: number, payload: Buffer): void {
+    if (conn.refused) return conn.closeReceivedFds();
     if (type === FrameType.run && !conn.run) return this.startRun(conn, decodeRun(payload), payload);
     if (type === FrameType.signal && conn.run) return this.forwardSignal(conn.run, decodeSignal(payload));
     throw new ProtocolError(
@@ -155,6 +227,7 @@ export class Server {
     }
     // STARTED goes out before the job: a spare can finish a short script, and
     // report its exit to the client, before this function returns.
+    conn.gotRequest();
     conn.run = { pid: spare.pid, line: spare.line, script: scriptName(request.argv), startedAt: process.hrtime.bigint() };
     this.runs.set(spare.pid, conn);
     conn.send(encodeStarted(spare.pid));
@@ -162,7 +235,11 @@ export class Server {
       sendAll(spare.line, encodeFrame(FrameType.run, payload), [...conn.receivedFds, conn.fd]);
     } catch (error) {
       process.kill(spare.pid, 'SIGKILL'); // its status reaches the client as a death by signal
-      this.log(`cannot hand run pid=${spare.pid} to its runner: ${(error as Error).message}`);
+      this.log({
+        event: 'error',
+        pid: spare.pid,
+        message: `cannot hand run pid=${spare.pid} to its runner: ${(error as Error).message}`,
+      });
     }
     conn.closeReceivedFds();
   }
@@ -179,7 +256,12 @@ export class Server {
     for (const [pid, how, value] of native.reapChildren()) {
       const status: RunStatus = how === 0 ? { how: 'exited', code: value } : { how: 'signaled', signal: value };
       if (this.pool.forget(pid)) {
-        this.log(`spare runner pid=${pid} ended while waiting: ${describeStatus(status)}`);
+        this.log({
+          event: 'spare-ended',
+          pid,
+          status: describeStatus(status),
+          message: `spare runner pid=${pid} ended while waiting: ${describeStatus(status)}`,
+        });
         continue;
       }
       const conn = this.runs.get(pid);
@@ -188,7 +270,15 @@ export class Server {
       clearTimeout(conn.run.killTimer);
       native.close(conn.run.line);
       const ms = Number(process.hrtime.bigint() - conn.run.startedAt) / 1e6;
-      this.log(`run pid=${pid} script=${conn.run.script} ${describeStatus(status)} ${ms.toFixed(1)}ms`);
+      const { script } = conn.run;
+      this.log({
+        event: 'run',
+        pid,
+        script,
+        ms: Number(ms.toFixed(1)),
+        status: describeStatus(status),
+        message: `run pid=${pid} script=${script} ${describeStatus(status)} ${ms.toFixed(1)}ms`,
+      });
       try {
         conn.send(encodeExited(status));
       } catch {
@@ -205,12 +295,14 @@ export class Server {
     const run = conn.run;
     conn.close();
     if (!run || !this.runs.has(run.pid) || native.recv(run.line, 4)?.data.length) return;
-    this.log(`client of pid=${run.pid} went away: hanging up its runner`);
+    const message = `client of pid=${run.pid} went away: hanging up its runner`;
+    this.log({ event: 'client-gone', pid: run.pid, message });
     this.forwardSignal(run, 1);
     run.killTimer = setTimeout(() => this.forwardSignal(run, 9), CLIENT_GONE_GRACE_MS);
   }
 
   onConnectionError(conn: Connection, error: unknown): void {
+    if (conn.refused) return conn.close(); // its one log line is written
     const message = error instanceof Error ? error.message : String(error);
     if (error instanceof ProtocolError && !conn.run) {
       try {
@@ -219,7 +311,7 @@ export class Server {
         // the client cannot hear it; the log line below still says why
       }
     }
-    this.log(`connection closed: ${message}`);
+    this.log({ event: 'connection-error', message: `connection closed: ${message}` });
     this.clientGone(conn);
   }
 

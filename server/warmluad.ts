@@ -1,13 +1,14 @@
 // warmluad: reads its configuration, builds the warm Lua state, claims the
 // socket and serves until SIGTERM or SIGINT. Exit codes follow s6's
 // conventions: 0 after a clean stop, 100 for a usage or configuration error,
-// 111 when the system refuses (socket in use, cannot listen).
+// 111 when the system refuses (socket in use or another user's, cannot listen).
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { native } from './native.js';
 import { defaultSocketPath } from './protocol.js';
-import { Server } from './server.js';
+import { Server, type LogEntry } from './server.js';
 import { createLuaState } from './warm.js';
 import { BUILTIN_WARMUP, warmUp } from './warmup.js';
 
@@ -18,9 +19,18 @@ const USAGE = `usage: warmluad [options]
   --warmup FILE         Lua chunk run before serving so V8 compiles fengari once
                         (default: the built-in server/lua/warmup.lua; "none" to skip)
   --config FILE         JSON file with any of: socket, preload, luaPath, warmup,
-                        drainTimeout, spares
+                        drainTimeout, spares, allowUid, allowGid, requestTimeout,
+                        notifyFd, logFormat
   --drain-timeout SECS  on SIGTERM, how long running scripts may finish (default 10)
   --spares N            runners forked ahead of demand (default 2)
+  --allow-uid N[,N]     also serve clients with these uids (default: only the
+                        server's own uid)
+  --allow-gid N[,N]     also serve clients whose primary gid is one of these
+  --request-timeout SECS  drop a client that has not sent its request by then
+                        (default 10)
+  --notify-fd N         once serving, write a newline to fd N and close it (s6);
+                        with NOTIFY_SOCKET set, READY=1 goes there too (systemd)
+  --log-format FORMAT   text (default) or json: one JSON object per line
   -h, --help            this text`;
 
 class UsageError extends Error {}
@@ -32,9 +42,28 @@ interface Config {
   warmup: string;
   drainTimeoutMs: number;
   spares: number;
+  allowUid: number[];
+  allowGid: number[];
+  requestTimeoutMs: number;
+  notifyFd?: number;
+  logFormat: LogFormat;
 }
 
-const configKeys = ['socket', 'preload', 'luaPath', 'warmup', 'drainTimeout', 'spares'];
+type LogFormat = 'text' | 'json';
+
+const configKeys = [
+  'socket',
+  'preload',
+  'luaPath',
+  'warmup',
+  'drainTimeout',
+  'spares',
+  'allowUid',
+  'allowGid',
+  'requestTimeout',
+  'notifyFd',
+  'logFormat',
+];
 
 function readConfigFile(file: string): Record<string, unknown> {
   let parsed: unknown;
@@ -65,10 +94,56 @@ function asSeconds(value: unknown, what: string): number {
   return seconds * 1000;
 }
 
+/** A timeout of 0 would drop every client before it could speak. */
+function asPositiveSeconds(value: unknown, what: string): number {
+  const ms = asSeconds(value, what);
+  if (ms === 0) throw new UsageError(`${what}: expected more than 0 seconds`);
+  return ms;
+}
+
 function asCount(value: unknown, what: string): number {
   const count = Number(value);
   if (!Number.isInteger(count) || count < 0 || count > 64) throw new UsageError(`${what}: expected 0 to 64, got ${value}`);
   return count;
+}
+
+function asIdList(value: unknown, what: string): number[] {
+  const list = typeof value === 'string' ? value.split(',') : typeof value === 'number' ? [value] : value;
+  if (!Array.isArray(list)) throw new UsageError(`${what}: expected numeric ids, got ${value}`);
+  return list.map((item) => {
+    const id = typeof item === 'string' && item.trim() !== '' ? Number(item) : item;
+    if (!Number.isInteger(id) || id < 0 || id > 0xfffffffe) {
+      throw new UsageError(`${what}: expected numeric ids, got ${item}`);
+    }
+    return id as number;
+  });
+}
+
+/** A supervisor's fd: it must be open now, and not stdin, stdout or stderr. */
+function asNotifyFd(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  const fd = Number(value);
+  if (!Number.isInteger(fd) || fd < 3) throw new UsageError(`notify fd: expected a number of 3 or more, got ${value}`);
+  try {
+    fs.fstatSync(fd);
+  } catch {
+    throw new UsageError(`notify fd: ${fd} is not open`);
+  }
+  return fd;
+}
+
+function asLogFormat(value: unknown): LogFormat {
+  if (value === 'text' || value === 'json') return value;
+  throw new UsageError(`log format: expected text or json, got ${value}`);
+}
+
+/** Abstract sockets have no owner or mode, so anyone could connect or squat. */
+function asSocketPath(value: unknown): string | undefined {
+  const socket = optionalString(value, 'socket');
+  if (socket?.startsWith('@') || socket?.startsWith('\0')) {
+    throw new UsageError(`socket ${JSON.stringify(socket)}: abstract sockets are not used; give a file path`);
+  }
+  return socket;
 }
 
 function optionalString(value: unknown, what: string): string | undefined {
@@ -91,6 +166,11 @@ export function parseConfig(args: string[]): Config {
         config: { type: 'string' },
         'drain-timeout': { type: 'string' },
         spares: { type: 'string' },
+        'allow-uid': { type: 'string' },
+        'allow-gid': { type: 'string' },
+        'request-timeout': { type: 'string' },
+        'notify-fd': { type: 'string' },
+        'log-format': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -104,26 +184,42 @@ export function parseConfig(args: string[]): Config {
   }
   const file = cli.config ? readConfigFile(cli.config) : {};
   return {
-    socket: path.resolve(optionalString(cli.socket ?? file.socket, 'socket') ?? defaultSocketPath()),
+    socket: path.resolve(asSocketPath(cli.socket ?? file.socket) ?? defaultSocketPath()),
     preload: asModuleList(cli.preload ?? file.preload ?? []),
     luaPath: optionalString(cli['lua-path'] ?? file.luaPath, 'luaPath'),
     warmup: optionalString(cli.warmup ?? file.warmup, 'warmup') ?? BUILTIN_WARMUP,
     drainTimeoutMs: asSeconds(cli['drain-timeout'] ?? file.drainTimeout ?? 10, 'drain timeout'),
     spares: asCount(cli.spares ?? file.spares ?? 2, 'spares'),
+    allowUid: asIdList(cli['allow-uid'] ?? file.allowUid ?? [], 'allow uid'),
+    allowGid: asIdList(cli['allow-gid'] ?? file.allowGid ?? [], 'allow gid'),
+    requestTimeoutMs: asPositiveSeconds(cli['request-timeout'] ?? file.requestTimeout ?? 10, 'request timeout'),
+    notifyFd: asNotifyFd(cli['notify-fd'] ?? file.notifyFd),
+    logFormat: asLogFormat(cli['log-format'] ?? file.logFormat ?? 'text'),
   };
 }
 
 class SystemError extends Error {}
+
+/** Refuses a directory or socket another user could swap or listen on. Root
+ * may own the directory (it controls everything anyway, and owns /run). */
+function checkOwner(file: string, stat: fs.Stats, rootToo: boolean): void {
+  const uid = process.getuid!();
+  if (stat.uid === uid || (rootToo && stat.uid === 0)) return;
+  throw new SystemError(`${file} is owned by uid ${stat.uid}, not by this server's uid ${uid}: refusing to use it`);
+}
 
 /** Makes the default directory (0700) if needed; refuses a live server's socket,
  * replaces a stale one. */
 function claimSocketPath(socketPath: string): void {
   const dir = path.dirname(socketPath);
   if (!fs.existsSync(dir)) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  checkOwner(dir, fs.statSync(dir), true);
   if (!fs.existsSync(socketPath)) return;
-  if (!fs.lstatSync(socketPath).isSocket()) {
+  const stat = fs.lstatSync(socketPath);
+  if (!stat.isSocket()) {
     throw new SystemError(`${socketPath} exists and is not a socket`);
   }
+  checkOwner(socketPath, stat, false);
   try {
     native.close(native.connect(socketPath));
   } catch (error) {
@@ -136,8 +232,40 @@ function claimSocketPath(socketPath: string): void {
   throw new SystemError(`another warmluad is already listening on ${socketPath}`);
 }
 
-function log(line: string): void {
-  fs.writeSync(2, `warmluad: ${line}\n`);
+let logFormat: LogFormat = 'text';
+
+function log(entry: LogEntry | string): void {
+  const e = typeof entry === 'string' ? { event: 'error', message: entry } : entry;
+  if (logFormat === 'text') return void fs.writeSync(2, `warmluad: ${e.message}\n`);
+  const { event, pid = null, script = null, ms = null, status = null, message } = e;
+  const time = new Date().toISOString();
+  fs.writeSync(2, `${JSON.stringify({ time, event, pid, script, ms, status, message })}\n`);
+}
+
+/** Tells the supervisor the socket accepts: s6's notification fd, systemd's
+ * NOTIFY_SOCKET. Runs before the first spare is forked, and the datagram
+ * socket is closed at once, so no runner inherits either. */
+function notifyReady(notifyFd: number | undefined): void {
+  if (notifyFd !== undefined) {
+    try {
+      fs.writeSync(notifyFd, '\n');
+      fs.closeSync(notifyFd);
+    } catch (error) {
+      log({ event: 'notify', message: `cannot notify fd ${notifyFd}: ${(error as Error).message}` });
+    }
+  }
+  const notifySocket = process.env.NOTIFY_SOCKET;
+  delete process.env.NOTIFY_SOCKET; // for this server only, not the scripts it starts
+  if (!notifySocket) return;
+  // Loaded only here: most servers never need the addon.
+  const { DgramSocket } = createRequire(import.meta.url)('node-unix-socket') as typeof import('node-unix-socket');
+  const socket = new DgramSocket();
+  const ready = Buffer.from('READY=1');
+  // sendTo on a datagram socket completes, and calls back, before it returns.
+  socket.sendTo(ready, 0, ready.length, notifySocket, (error) => {
+    if (error) log({ event: 'notify', message: `cannot notify ${notifySocket}: ${error.message}` });
+  });
+  socket.close();
 }
 
 /** Closes the descriptors bin/warmluad held while node started. */
@@ -156,6 +284,7 @@ function main(): void {
     fs.writeSync(2, `${USAGE}\n`);
     process.exit(100);
   }
+  logFormat = config.logFormat;
   const began = process.hrtime.bigint();
   let L;
   try {
@@ -174,23 +303,25 @@ function main(): void {
     log((error as Error).message);
     process.exit(111);
   }
-  const server = new Server(L, listenFd, log, config.spares);
+  notifyReady(config.notifyFd); // the listening socket queues connections already
+  const server = new Server(L, listenFd, log, config.spares, config);
   const warmMs = Number(process.hrtime.bigint() - began) / 1e6;
-  log(
-    `listening on ${config.socket} (pid ${process.pid}, warm in ${warmMs.toFixed(0)}ms, ` +
+  log({
+    event: 'listening',
+    message: `listening on ${config.socket} (pid ${process.pid}, warm in ${warmMs.toFixed(0)}ms, ` +
       `preloaded: ${config.preload.join(',') || 'nothing'})`,
-  );
+  });
 
   const stop = (signal: string) => {
-    log(`${signal}: no longer accepting; ${server.activeRuns} run(s) to finish`);
+    log({ event: 'stopping', message: `${signal}: no longer accepting; ${server.activeRuns} run(s) to finish` });
     fs.rmSync(config.socket, { force: true }); // a new server may start at once
     const timer = setTimeout(() => {
-      log('drain timeout: killing the remaining runs');
+      log({ event: 'drain-timeout', message: 'drain timeout: killing the remaining runs' });
       server.killAll();
     }, config.drainTimeoutMs);
     server.stopAccepting(() => {
       clearTimeout(timer);
-      log('stopped');
+      log({ event: 'stopped', message: 'stopped' });
       process.exit(0);
     });
   };

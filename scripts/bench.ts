@@ -115,8 +115,9 @@ async function latencyCell(
     const runs = Math.max(effort.minRuns, Math.min(effort.maxRuns, Math.round(effort.cellBudgetMs / firstMs)));
     // The check run already warmed caches; a few more for the fast paths.
     const warmup = Math.min(5, Math.round(runs / 20));
-    const timings = await measure(command, { warmup, runs, useHyperfine, tmpDir });
-    return { ...base, method: timings.method, warmup, stats: summarise(timings.timesMs), timesMs: timings.timesMs };
+    const { method, timesMs, failedRuns } = await measure(command, { warmup, runs, useHyperfine, tmpDir });
+    if (timesMs.length === 0) throw new Error(`all ${failedRuns} runs failed`);
+    return { ...base, method, warmup, stats: summarise(timesMs), timesMs, failedRuns };
   } catch (error) {
     return { ...base, method: useHyperfine ? 'hyperfine' : 'node', warmup: 0, error: (error as Error).message };
   }

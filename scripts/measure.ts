@@ -16,7 +16,11 @@ export interface Command {
 
 export interface Timings {
   method: 'hyperfine' | 'hyperfine-shell' | 'node';
+  /** The runs that exited 0. */
   timesMs: number[];
+  /** Runs that exited otherwise: counted, not timed, so one bad run does not
+   * lose the others (it happens when dist/ is rebuilt under a running bench). */
+  failedRuns: number;
 }
 
 /** Percentile by linear interpolation between the two nearest ranks. */
@@ -77,6 +81,7 @@ async function timeWithHyperfine(command: Command, warmup: number, runs: number,
   if (shell) line += ` < ${quote(command.stdinFile!)}`;
   const args = [
     ...(shell ? ['--shell', 'sh'] : ['-N']),
+    '--ignore-failure',
     '--style', 'none',
     '--warmup', String(warmup),
     '--runs', String(runs),
@@ -85,22 +90,29 @@ async function timeWithHyperfine(command: Command, warmup: number, runs: number,
   ];
   const r = await execa('hyperfine', args, { env: command.env, extendEnv: false, reject: false, timeout: 900_000 });
   if (r.exitCode !== 0) throw new Error(`hyperfine failed: ${String(r.stderr).trim().slice(-300)}`);
-  const report = JSON.parse(fs.readFileSync(jsonFile, 'utf8')) as { results: { times: number[] }[] };
+  const report = JSON.parse(fs.readFileSync(jsonFile, 'utf8')) as { results: { times: number[]; exit_codes: number[] }[] };
   fs.rmSync(jsonFile);
-  return { method: shell ? 'hyperfine-shell' : 'hyperfine', timesMs: report.results[0].times.map((s) => s * 1000) };
+  const { times, exit_codes: codes } = report.results[0];
+  return {
+    method: shell ? 'hyperfine-shell' : 'hyperfine',
+    timesMs: times.filter((_, i) => codes[i] === 0).map((seconds) => seconds * 1000),
+    failedRuns: codes.filter((code) => code !== 0).length,
+  };
 }
 
 async function timeWithNode(command: Command, warmup: number, runs: number): Promise<Timings> {
   const options = { ...execaOptions(command), stdout: 'ignore' as const, stderr: 'ignore' as const };
   const timesMs: number[] = [];
+  let failedRuns = 0;
   for (let i = 0; i < warmup + runs; i++) {
     const began = process.hrtime.bigint();
     const r = await execa(command.file, command.args, options);
     const ms = Number(process.hrtime.bigint() - began) / 1e6;
-    if (r.exitCode !== 0) throw new Error(`run ${i + 1} exited ${r.exitCode ?? r.signal}`);
-    if (i >= warmup) timesMs.push(ms);
+    if (i < warmup) continue;
+    if (r.exitCode === 0) timesMs.push(ms);
+    else failedRuns++;
   }
-  return { method: 'node', timesMs };
+  return { method: 'node', timesMs, failedRuns };
 }
 
 export interface MeasureOptions {

@@ -25,7 +25,8 @@ function latencyTable(results: BenchResults): string[] {
       }
       const s = cell.stats;
       const stats = [ms(s.p50), ms(s.p90), ms(s.p99), times(cell.ratioToBaseline), times(cell.ratioToCold)];
-      lines.push(row([`  ${path}`, ...stats, String(cell.timesMs?.length ?? '')], widths));
+      const failed = cell.failedRuns ? `  ${cell.failedRuns} failed` : '';
+      lines.push(row([`  ${path}`, ...stats, String(cell.timesMs?.length ?? '')], widths) + failed);
     }
   }
   return lines;

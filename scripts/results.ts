@@ -44,6 +44,8 @@ export interface LatencyCell {
   /** Figures in milliseconds; absent when the path failed the workload. */
   stats?: Stats;
   timesMs?: number[];
+  /** Runs that exited non-zero, left out of the figures. */
+  failedRuns?: number;
   /** Median over the baseline's median, and over warmlua-cold's. */
   ratioToBaseline?: number;
   ratioToCold?: number;

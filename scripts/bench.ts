@@ -9,8 +9,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { cleanUp, cleanUpOnSignals, onCleanup } from './cleanup.js';
-import { describeMachine, onPath } from './machine.js';
-import { measure, summarise, verify, type Command } from './measure.js';
+import { cpuSnapshot, describeMachine, onPath, otherCpuPercent } from './machine.js';
+import { measureWorkload, stepsFor } from './latency.js';
 import { measureMemory } from './memory.js';
 import { formatReport } from './report.js';
 import type { BenchResults, LatencyCell, MemoryFigures, PathInfo, ThroughputFigure } from './results.js';
@@ -39,13 +39,15 @@ interface Effort {
   cellBudgetMs: number;
   minRuns: number;
   maxRuns: number;
+  /** Latency runs are spread over this many rounds through all paths. */
+  rounds: number;
   throughputSeconds: number;
   dataBytes: number;
   idleRunners: number;
 }
 
-const FULL: Effort = { cellBudgetMs: 2500, minRuns: 10, maxRuns: 300, throughputSeconds: 3, dataBytes: 10 * 2 ** 20, idleRunners: 20 };
-const QUICK: Effort = { cellBudgetMs: 250, minRuns: 3, maxRuns: 20, throughputSeconds: 0.5, dataBytes: 2 ** 20, idleRunners: 20 };
+const FULL: Effort = { cellBudgetMs: 2500, minRuns: 10, maxRuns: 300, rounds: 5, throughputSeconds: 3, dataBytes: 10 * 2 ** 20, idleRunners: 20 };
+const QUICK: Effort = { cellBudgetMs: 250, minRuns: 3, maxRuns: 20, rounds: 1, throughputSeconds: 0.5, dataBytes: 2 ** 20, idleRunners: 20 };
 
 function parseOptions(): Options {
   const { values } = parseArgs({
@@ -94,35 +96,6 @@ function cleanEnv(extra: Record<string, string>): Record<string, string> {
   return { ...env, ...extra };
 }
 
-async function latencyCell(
-  workload: Workload,
-  luaPath: PathInfo,
-  env: Record<string, string>,
-  effort: Effort,
-  useHyperfine: boolean,
-  tmpDir: string,
-): Promise<LatencyCell> {
-  const command: Command = {
-    file: luaPath.command[0],
-    args: [...luaPath.command.slice(1), workload.script, ...workload.args],
-    env,
-    stdinFile: workload.stdinFile,
-  };
-  const base = { workload: workload.name, path: luaPath.name };
-  try {
-    // The check run also tells how long a run takes, hence how many fit.
-    const firstMs = await verify(command, workload.expectedStdout);
-    const runs = Math.max(effort.minRuns, Math.min(effort.maxRuns, Math.round(effort.cellBudgetMs / firstMs)));
-    // The check run already warmed caches; a few more for the fast paths.
-    const warmup = Math.min(5, Math.round(runs / 20));
-    const { method, timesMs, failedRuns } = await measure(command, { warmup, runs, useHyperfine, tmpDir });
-    if (timesMs.length === 0) throw new Error(`all ${failedRuns} runs failed`);
-    return { ...base, method, warmup, stats: summarise(timesMs), timesMs, failedRuns };
-  } catch (error) {
-    return { ...base, method: useHyperfine ? 'hyperfine' : 'node', warmup: 0, error: (error as Error).message };
-  }
-}
-
 function addRatios(cells: LatencyCell[], baselineOf: Map<string, string>): void {
   const median = (workload: string, p: string) =>
     cells.find((c) => c.workload === workload && c.path === p)?.stats?.p50;
@@ -138,6 +111,7 @@ function addRatios(cells: LatencyCell[], baselineOf: Map<string, string>): void 
 async function run(options: Options): Promise<BenchResults> {
   const effort = options.quick ? QUICK : FULL;
   const machine = await describeMachine();
+  const cpuAtStart = cpuSnapshot();
   const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'warmlua-bench-'));
   onCleanup(() => fs.rmSync(tmpDir, { recursive: true, force: true }));
 
@@ -160,8 +134,8 @@ async function run(options: Options): Promise<BenchResults> {
   );
   const pathsFor = (w: Workload) => paths.filter((p) => !(w.needs53Modules && p.name === 'lua5.4'));
 
-  const cellCount = workloads.reduce((n, w) => n + pathsFor(w).length, 0);
-  const progress = new Progress(cellCount + 3 + 1);
+  const latencySteps = workloads.reduce((n, w) => n + stepsFor(pathsFor(w).length, effort), 0);
+  const progress = new Progress(latencySteps + 3 + 1);
   const realModules = realModulesInstalled() ? REAL_MODULES : [];
   const luaPath = `${tmpDir}/?.lua;;`;
   // warmluad's --lua-path does not expand ";;" (yet): spell out the 5.3 default.
@@ -173,22 +147,33 @@ async function run(options: Options): Promise<BenchResults> {
   const env = cleanEnv({ WARMLUA_SOCKET: server.socket, WARMLUA_FALLBACK: 'none', LUA_PATH: luaPath });
 
   const latency: LatencyCell[] = [];
-  for (const workload of workloads) {
-    for (const luaPath of pathsFor(workload)) {
-      progress.step(`${workload.name} · ${luaPath.name}`);
-      latency.push(await latencyCell(workload, luaPath, env, effort, machine.hyperfine !== null, tmpDir));
-    }
-  }
+  const latencyOptions = {
+    ...effort,
+    env,
+    useHyperfine: machine.hyperfine !== null,
+    tmpDir,
+    onStep: (text: string) => progress.step(text),
+  };
+  for (const workload of workloads) latency.push(...(await measureWorkload(workload, pathsFor(workload), latencyOptions)));
   addRatios(latency, baselineOf);
 
   const throughput: ThroughputFigure[] = [];
   const helloMs = latency.find((c) => c.workload === 'hello' && c.path === 'warmlua')?.stats?.p50 ?? 10;
   const hello = workloads.find((w) => w.name === 'hello')!;
   for (const concurrency of [1, 8, 32]) {
+    progress.step(`throughput · concurrency ${concurrency} · ${effort.throughputSeconds} s`);
+    // A first guess from the latency; measureThroughput corrects it.
     const expectedRate = (1000 / helloMs) * Math.min(concurrency, machine.cores);
-    const runs = Math.max(4 * concurrency, Math.round(expectedRate * effort.throughputSeconds));
-    progress.step(`throughput · concurrency ${concurrency} · ${runs} runs`);
-    throughput.push(await measureThroughput({ shim: bin('warmlua'), script: hello.script, env, concurrency, runs }));
+    throughput.push(
+      await measureThroughput({
+        shim: bin('warmlua'),
+        script: hello.script,
+        env,
+        concurrency,
+        seconds: effort.throughputSeconds,
+        firstBatch: Math.round(expectedRate * effort.throughputSeconds * 0.5),
+      }),
+    );
   }
   await server.stop();
 
@@ -220,6 +205,7 @@ async function run(options: Options): Promise<BenchResults> {
     baseline: baselineOf.get(w.name)!,
     paths: pathsFor(w).map((p) => p.name),
   }));
+  machine.otherCpuPercent = otherCpuPercent(cpuAtStart, cpuSnapshot());
   const figures = { version: 1 as const, quick: options.quick, machine, paths, workloads: workloadInfo, latency, throughput, memory };
   return { ...figures, targets: checkTargets(figures) };
 }

@@ -26,6 +26,31 @@ export async function describeMachine(): Promise<Machine> {
   };
 }
 
+export interface CpuSnapshot {
+  /** All CPUs' time, busy or idle, in clock ticks. */
+  total: number;
+  busy: number;
+  /** This process's and its waited-for descendants' time (servers, once
+   * stopped, bring their runners' time with them). */
+  ours: number;
+}
+
+export function cpuSnapshot(): CpuSnapshot {
+  // cpu  user nice system idle iowait irq softirq steal ...
+  const cpu = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = cpu.reduce((a, b) => a + b, 0);
+  const stat = fs.readFileSync('/proc/self/stat', 'utf8');
+  // utime stime cutime cstime are fields 14-17; count after the ')' of the name.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+  const ours = fields[11] + fields[12] + fields[13] + fields[14];
+  return { total, busy: total - cpu[3] - cpu[4], ours };
+}
+
+export function otherCpuPercent(before: CpuSnapshot, after: CpuSnapshot): number {
+  const others = after.busy - before.busy - (after.ours - before.ours);
+  return (100 * Math.max(0, others)) / (after.total - before.total);
+}
+
 /** Whether `command` is found on PATH (lua5.4 and lua5.3 are optional). */
 export async function onPath(command: string): Promise<boolean> {
   const r = await execa('sh', ['-c', 'command -v "$1"', 'sh', command], { reject: false });

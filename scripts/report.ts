@@ -62,12 +62,19 @@ export function targetLine(t: TargetResult): string {
   return `  ${verdict}  ${`${t.name} ${t.comparison} ${limit}`.padEnd(58)} ${value}${t.note ? `  (${t.note})` : ''}`;
 }
 
+function otherWorkWarning(results: BenchResults): string[] {
+  const percent = results.machine.otherCpuPercent;
+  if (percent === undefined || percent < 5) return [];
+  return [`note: other processes used ${percent.toFixed(0)}% of the machine's CPU during the run: figures are inflated and noisier`];
+}
+
 export function formatReport(results: BenchResults): string {
   const m = results.machine;
   return [
     `warmlua bench, ${m.date.replace('T', ' ').replace(/\.\d+Z$/, ' UTC')}${results.quick ? ' (--quick: few runs, small files)' : ''}`,
     `${m.cpuModel}, ${m.cores} cores, ${m.kernel}, node ${m.node}, ` +
       (m.hyperfine ? `timed by hyperfine ${m.hyperfine}` : 'timed by node (no hyperfine)'),
+    ...otherWorkWarning(results),
     '',
     ...latencyTable(results),
     '',

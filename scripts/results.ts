@@ -9,6 +9,9 @@ export interface Machine {
   node: string;
   /** hyperfine's version, or null when the bench timed runs itself. */
   hyperfine: string | null;
+  /** Share of the machine's CPU time that other processes used during the
+   * run, in percent: other work inflates every figure, this says how much. */
+  otherCpuPercent?: number;
 }
 
 export interface PathInfo {

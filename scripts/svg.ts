@@ -151,7 +151,8 @@ export function renderSvg(results: BenchResults): string {
     `<text x="20" y="32" class="title">warmlua: time from spawn to exit</text>`,
     `<text x="20" y="54" class="subtitle">${escape(
       `${date} UTC · ${m.cpuModel}, ${m.cores} cores · node ${m.node} · ` +
-        `${m.hyperfine ? `hyperfine ${m.hyperfine}` : 'timed by node'}${results.quick ? ' · quick run' : ''}`,
+        `${m.hyperfine ? `hyperfine ${m.hyperfine}` : 'timed by node'}${results.quick ? ' · quick run' : ''}` +
+        (m.otherCpuPercent !== undefined && m.otherCpuPercent >= 5 ? ` · other processes used ${m.otherCpuPercent.toFixed(0)}% CPU` : ''),
     )}</text>`,
     `<text x="20" y="72" class="subtitle">${escape(
       'each dot is one run; box p25-p75, line p1-p99, black bar the median (at right, with its ratio to lua); dashed: lua median; log scale',

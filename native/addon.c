@@ -43,6 +43,14 @@ int arg_buffer(napi_env env, napi_value v, void **data, size_t *len)
     return 1;
 }
 
+int fd_argument(napi_env env, napi_callback_info info, int *fd)
+{
+    size_t argc = 1;
+    napi_value argv[1];
+    napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+    return arg_int(env, argv[0], fd);
+}
+
 char *arg_cstring(napi_env env, napi_value v)
 {
     void *data;

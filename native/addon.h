@@ -20,6 +20,9 @@ int arg_buffer(napi_env env, napi_value v, void **data, size_t *len);
  * with an exception pending. */
 char *arg_cstring(napi_env env, napi_value v);
 
+/* For calls whose only argument is a descriptor: reads it into *fd. */
+int fd_argument(napi_env env, napi_callback_info info, int *fd);
+
 /* Adds a function to `exports`. */
 void export_function(napi_env env, napi_value exports, const char *name, napi_callback cb);
 

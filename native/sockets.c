@@ -59,11 +59,8 @@ static napi_value js_listen(napi_env env, napi_callback_info info)
 
 static napi_value js_accept(napi_env env, napi_callback_info info)
 {
-    size_t argc = 1;
-    napi_value argv[1];
     int fd, conn;
-    napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-    if (!arg_int(env, argv[0], &fd))
+    if (!fd_argument(env, info, &fd))
         return NULL;
     conn = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (conn < 0) {
@@ -305,13 +302,11 @@ static napi_value js_poll_stop(napi_env env, napi_callback_info info)
 
 static napi_value js_peer_credentials(napi_env env, napi_callback_info info)
 {
-    size_t argc = 1;
-    napi_value argv[1], result;
+    napi_value result;
     int fd;
     struct ucred cred;
     socklen_t len = sizeof cred;
-    napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-    if (!arg_int(env, argv[0], &fd))
+    if (!fd_argument(env, info, &fd))
         return NULL;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
         return throw_errno(env, "getsockopt(SO_PEERCRED)");
@@ -339,12 +334,9 @@ static napi_value js_socket_pair(napi_env env, napi_callback_info info)
 /* Blocks until fd is readable or hung up: for a spare runner, which has no loop. */
 static napi_value js_wait_readable(napi_env env, napi_callback_info info)
 {
-    size_t argc = 1;
-    napi_value argv[1];
     struct pollfd pfd;
     int rc;
-    napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-    if (!arg_int(env, argv[0], &pfd.fd))
+    if (!fd_argument(env, info, &pfd.fd))
         return NULL;
     pfd.events = POLLIN;
     do
@@ -357,11 +349,8 @@ static napi_value js_wait_readable(napi_env env, napi_callback_info info)
 
 static napi_value js_shutdown_write(napi_env env, napi_callback_info info)
 {
-    size_t argc = 1;
-    napi_value argv[1];
     int fd;
-    napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-    if (!arg_int(env, argv[0], &fd))
+    if (!fd_argument(env, info, &fd))
         return NULL;
     if (shutdown(fd, SHUT_WR) < 0)
         return throw_errno(env, "shutdown");
@@ -370,11 +359,8 @@ static napi_value js_shutdown_write(napi_env env, napi_callback_info info)
 
 static napi_value js_close(napi_env env, napi_callback_info info)
 {
-    size_t argc = 1;
-    napi_value argv[1];
     int fd;
-    napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-    if (!arg_int(env, argv[0], &fd))
+    if (!fd_argument(env, info, &fd))
         return NULL;
     /* On Linux the descriptor is gone even when close reports EINTR. */
     if (close(fd) < 0 && errno != EINTR)

@@ -24,6 +24,17 @@ static napi_value new_buffer(napi_env env, const char *data, size_t len)
     return result;
 }
 
+/* A C string as a Buffer, or null for NULL. */
+static napi_value bytes_or_null(napi_env env, const char *s)
+{
+    napi_value result;
+    if (s == NULL) {
+        napi_get_null(env, &result);
+        return result;
+    }
+    return new_buffer(env, s, strlen(s));
+}
+
 static napi_value new_int(napi_env env, double value)
 {
     napi_value result;
@@ -89,18 +100,14 @@ static napi_value js_wait_fd(napi_env env, napi_callback_info info)
 /* getenv(name): the value's bytes from the C environment, or null. */
 static napi_value js_getenv(napi_env env, napi_callback_info info)
 {
-    napi_value argv[1], result;
+    napi_value argv[1];
     char *name = NULL, *value;
     get_args(env, info, argv, 1);
     if ((name = arg_cstring(env, argv[0])) == NULL)
         return NULL;
     value = getenv(name);
     free(name);
-    if (value == NULL)
-        napi_get_null(env, &result);
-    else
-        result = new_buffer(env, value, strlen(value));
-    return result;
+    return bytes_or_null(env, value);
 }
 
 /* lseek(fd, offset, whence): the new offset; Node has no lseek. */
@@ -341,7 +348,7 @@ static napi_value js_mktime(napi_env env, napi_callback_info info)
 static napi_value js_setlocale(napi_env env, napi_callback_info info)
 {
     static const int categories[] = {LC_ALL, LC_COLLATE, LC_CTYPE, LC_MONETARY, LC_NUMERIC, LC_TIME};
-    napi_value argv[2], result;
+    napi_value argv[2];
     napi_valuetype type;
     char *locale = NULL;
     const char *answer;
@@ -358,11 +365,7 @@ static napi_value js_setlocale(napi_env env, napi_callback_info info)
         return NULL;
     answer = setlocale(categories[index], locale);
     free(locale);
-    if (answer == NULL)
-        napi_get_null(env, &result);
-    else
-        result = new_buffer(env, answer, strlen(answer));
-    return result;
+    return bytes_or_null(env, answer);
 }
 
 /* mkstemp(template): [fd, name]. No close-on-exec, as with C's tmpfile(). */

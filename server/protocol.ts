@@ -19,9 +19,11 @@ export const Limits = {
 export const FrameType = {
   run: 0x01,
   signal: 0x02,
+  status: 0x03,
   started: 0x81,
   exited: 0x82,
   error: 0x83,
+  statusReply: 0x84,
 } as const;
 
 export const ErrorCode = {
@@ -231,6 +233,28 @@ export function encodeError(code: ErrorCodeValue, message: string): Buffer {
 export function decodeError(payload: Buffer): { code: number; message: string } {
   if (payload.length < 1) throw new ProtocolError(ErrorCode.malformed, 'ERROR payload is empty');
   return { code: payload[0], message: payload.subarray(1).toString() };
+}
+
+export function encodeStatus(): Buffer {
+  return encodeFrame(FrameType.status);
+}
+
+/** STATUS_REPLY carries a JSON object; its fields are server/status.ts's. */
+export function encodeStatusReply(report: object): Buffer {
+  return encodeFrame(FrameType.statusReply, Buffer.from(JSON.stringify(report)));
+}
+
+export function decodeStatusReply(payload: Buffer): Record<string, unknown> {
+  let report: unknown;
+  try {
+    report = JSON.parse(payload.toString());
+  } catch {
+    throw new ProtocolError(ErrorCode.malformed, 'STATUS_REPLY payload is not JSON');
+  }
+  if (typeof report !== 'object' || report === null || Array.isArray(report)) {
+    throw new ProtocolError(ErrorCode.malformed, 'STATUS_REPLY payload is not a JSON object');
+  }
+  return report as Record<string, unknown>;
 }
 
 /** Where client and server meet when no socket is named: the user's runtime

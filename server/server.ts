@@ -1,7 +1,9 @@
 // warmluad's serving loop: accept connections on the listening socket, read
-// one RUN request each, fork a runner for it, relay signals to it and report
-// its status. Every socket is non-blocking and driven by uv_poll, so a slow
-// or silent client never holds up anyone else.
+// one RUN request each, fork a runner for it (or queue it while
+// --max-runners are running), relay signals to it and report its status.
+// Every socket is non-blocking and driven by uv_poll, so a slow or silent
+// client never holds up anyone else.
+import fs from 'node:fs';
 import type { LuaState } from 'fengari';
 import { native, sendAll, type PollHandle } from './native.js';
 import { SparePool } from './pool.js';
@@ -16,9 +18,11 @@ import {
   encodeExited,
   encodeFrame,
   encodeStarted,
+  encodeStatusReply,
   type RunRequest,
   type RunStatus,
 } from './protocol.js';
+import { LatencyRecord, type StatusReport } from './status.js';
 
 /** How long a runner whose client went away has between SIGHUP and SIGKILL. */
 export const CLIENT_GONE_GRACE_MS = 1000;
@@ -46,6 +50,26 @@ export interface AccessOptions {
   requestTimeoutMs: number;
 }
 
+export interface ServerOptions extends AccessOptions {
+  /** Runners forked ahead of demand. */
+  spares: number;
+  /** Runs at once; more wait in the queue. */
+  maxRunners: number;
+  queueSize: number;
+  /** How long a request waits in the queue before it gets BUSY. */
+  queueTimeoutMs: number;
+  /** A run still alive after this long has its process group killed. */
+  maxRuntimeMs?: number;
+}
+
+/** The state every runner is forked from, and what status reports of it. */
+export interface WarmState {
+  L: LuaState;
+  preload: string[];
+  /** Date.now() when it was built. */
+  builtAt: number;
+}
+
 interface Run {
   pid: number;
   /** The server's end of the runner's line: the runner reports its exit there first. */
@@ -53,6 +77,20 @@ interface Run {
   script: string;
   startedAt: bigint;
   killTimer?: NodeJS.Timeout;
+  runtimeTimer?: NodeJS.Timeout;
+  /** The runner wrote its exit status on its line (read once, remembered). */
+  reported?: boolean;
+  /** The server's copy of the client's fd 2, held under --max-runtime to say why the run was killed. */
+  stderr?: number;
+}
+
+/** A request waiting for a runner to end. */
+interface Queued {
+  request: RunRequest;
+  payload: Buffer;
+  /** SIGNAL frames that came while it waited: forwarded once it runs. */
+  signals: number[];
+  timer: NodeJS.Timeout;
 }
 
 /** One client connection: its bytes, the fds it passed and, once forked, its run. */
@@ -60,6 +98,7 @@ class Connection {
   readonly reader = new FrameReader();
   receivedFds: number[] = [];
   run?: Run;
+  queued?: Queued;
   closed = false;
   /** Refused: it got its ERROR; what it sends is read and dropped until it
    * leaves, so that its own write does not fail before it reads the ERROR. */
@@ -96,6 +135,7 @@ class Connection {
         for (let frame = this.reader.next(); frame && !this.closed; frame = this.reader.next()) {
           this.server.onFrame(this, frame.type, frame.payload);
         }
+        if (this.closed) return; // answered (STATUS): the fd is gone
       }
     } catch (error) {
       this.server.onConnectionError(this, error);
@@ -124,6 +164,26 @@ class Connection {
   }
 }
 
+/** Writes to the client's stderr from a child forked for just that: the
+ * client's stderr may be a pipe or socket nobody reads (a supervisor's log
+ * socket, say), and a write to it must never block the server. The child is
+ * reaped, unnamed, like a retired spare. */
+function tellClient(stderrFd: number, message: string): void {
+  let pid;
+  try {
+    pid = native.forkWarm();
+  } catch {
+    return; // the log line still says why the run died
+  }
+  if (pid !== 0) return;
+  try {
+    fs.writeSync(stderrFd, message);
+  } catch {
+    // the client's stderr is gone: nobody left to tell
+  }
+  native.exit(0);
+}
+
 function describeStatus(status: RunStatus): string {
   return status.how === 'exited' ? `exit ${status.code}` : `signal ${status.signal}`;
 }
@@ -137,18 +197,21 @@ function scriptName(argv: Buffer[]): string {
 export class Server {
   private readonly listenPoll: PollHandle;
   private readonly runs = new Map<number, Connection>();
-  private readonly pool: SparePool;
+  /** Requests waiting for a runner, oldest first. */
+  private queue: Connection[] = [];
+  private pool: SparePool;
   private accepting = true;
   private onIdle?: () => void;
+  private runsServed = 0;
+  private readonly latency = new LatencyRecord();
 
   constructor(
-    private readonly L: LuaState,
+    private warm: WarmState,
     private readonly listenFd: number,
     private readonly log: Log,
-    spares: number,
-    private readonly access: AccessOptions,
+    private options: ServerOptions,
   ) {
-    this.pool = new SparePool(L, spares);
+    this.pool = new SparePool(warm.L, options.spares);
     this.pool.refillSoon();
     this.listenPoll = native.pollReadable(listenFd, () => this.acceptAll());
     process.on('SIGCHLD', () => this.reap());
@@ -160,7 +223,7 @@ export class Server {
 
   private acceptAll(): void {
     for (let fd = native.accept(this.listenFd); fd >= 0; fd = native.accept(this.listenFd)) {
-      const conn = new Connection(fd, this, this.access.requestTimeoutMs);
+      const conn = new Connection(fd, this, this.options.requestTimeoutMs);
       this.checkPeer(conn);
     }
   }
@@ -178,7 +241,7 @@ export class Server {
       return conn.close();
     }
     const ownUid = process.getuid!();
-    const { allowUid, allowGid } = this.access;
+    const { allowUid, allowGid } = this.options;
     if (peer.uid === ownUid || allowUid.includes(peer.uid) || allowGid.includes(peer.gid)) return;
     const message =
       `uid ${peer.uid} (gid ${peer.gid}) is not allowed: this server serves uid ${ownUid} ` +
@@ -195,30 +258,87 @@ export class Server {
   }
 
   requestTimedOut(conn: Connection): void {
-    if (conn.closed || conn.run) return;
+    if (conn.closed || conn.run || conn.queued) return;
     if (conn.refused) return conn.close();
-    const seconds = this.access.requestTimeoutMs / 1000;
+    const seconds = this.options.requestTimeoutMs / 1000;
     this.onConnectionError(conn, new ProtocolError(ErrorCode.malformed, `no request within ${seconds} s`));
   }
 
   onFrame(conn: Connection, type: number, payload: Buffer): void {
     if (conn.refused) return conn.closeReceivedFds();
-    if (type === FrameType.run && !conn.run) return this.startRun(conn, decodeRun(payload), payload);
+    const first = !conn.run && !conn.queued;
+    if (type === FrameType.run && first) return this.requestRun(conn, decodeRun(payload), payload);
+    if (type === FrameType.status && first) return this.answerStatus(conn);
+    if (type === FrameType.signal && conn.queued) return void conn.queued.signals.push(decodeSignal(payload));
     if (type === FrameType.signal && conn.run) return this.forwardSignal(conn.run, decodeSignal(payload));
     throw new ProtocolError(
       ErrorCode.malformed,
-      conn.run ? `unexpected frame type ${type} during a run` : `expected a RUN frame, got type ${type}`,
+      first ? `expected a RUN or STATUS frame, got type ${type}` : `unexpected frame type ${type} during a run`,
     );
   }
 
-  /** Hands the request, the client's fds and the connection to a spare runner. */
-  private startRun(conn: Connection, request: RunRequest, payload: Buffer): void {
+  /** Starts the run now, or queues it while --max-runners are running. */
+  private requestRun(conn: Connection, request: RunRequest, payload: Buffer): void {
     if (conn.receivedFds.length !== request.fdNumbers.length) {
       throw new ProtocolError(
         ErrorCode.malformed,
         `request names ${request.fdNumbers.length} fds but ${conn.receivedFds.length} came with it`,
       );
     }
+    conn.gotRequest();
+    const { maxRunners, queueSize, queueTimeoutMs } = this.options;
+    if (this.runs.size < maxRunners) return this.startRun(conn, request, payload, []);
+    if (this.queue.length >= queueSize) {
+      throw new ProtocolError(ErrorCode.busy, `all ${this.runs.size} runners in use and the queue is full`);
+    }
+    const timer = setTimeout(() => {
+      this.unqueue(conn);
+      const message = `all ${this.runs.size} runners in use, and none came free within ${queueTimeoutMs / 1000} s`;
+      this.onConnectionError(conn, new ProtocolError(ErrorCode.busy, message));
+    }, queueTimeoutMs);
+    conn.queued = { request, payload, signals: [], timer };
+    this.queue.push(conn);
+  }
+
+  private unqueue(conn: Connection): void {
+    if (!conn.queued) return;
+    clearTimeout(conn.queued.timer);
+    this.queue = this.queue.filter((c) => c !== conn);
+  }
+
+  /** Starts queued requests while runners are free. */
+  private startQueued(): void {
+    while (this.accepting && this.runs.size < this.options.maxRunners && this.queue.length) {
+      const conn = this.queue.shift()!;
+      const { request, payload, signals, timer } = conn.queued!;
+      clearTimeout(timer);
+      try {
+        this.startRun(conn, request, payload, signals);
+      } catch (error) {
+        this.onConnectionError(conn, error);
+      }
+    }
+  }
+
+  private answerStatus(conn: Connection): void {
+    const report: StatusReport = {
+      pid: process.pid,
+      runsServed: this.runsServed,
+      runsActive: this.runs.size,
+      runsQueued: this.queue.length,
+      latencyMs: this.latency.count ? { p50: this.latency.quantile(0.5), p99: this.latency.quantile(0.99) } : null,
+      warmStateAgeSeconds: Math.round((Date.now() - this.warm.builtAt) / 1000),
+      preload: this.warm.preload,
+      rssBytes: process.memoryUsage.rss(),
+    };
+    conn.send(encodeStatusReply(report));
+    conn.close();
+  }
+
+  /** Hands the request, the client's fds and the connection to a spare
+   * runner, then the signals the client sent while it was queued. */
+  private startRun(conn: Connection, request: RunRequest, payload: Buffer, signals: number[]): void {
+    conn.queued = undefined;
     let spare;
     try {
       spare = this.pool.take();
@@ -227,9 +347,15 @@ export class Server {
     }
     // STARTED goes out before the job: a spare can finish a short script, and
     // report its exit to the client, before this function returns.
-    conn.gotRequest();
-    conn.run = { pid: spare.pid, line: spare.line, script: scriptName(request.argv), startedAt: process.hrtime.bigint() };
+    const run: Run = { pid: spare.pid, line: spare.line, script: scriptName(request.argv), startedAt: process.hrtime.bigint() };
+    conn.run = run;
     this.runs.set(spare.pid, conn);
+    const { maxRuntimeMs } = this.options;
+    if (maxRuntimeMs !== undefined) {
+      const index = request.fdNumbers.indexOf(2);
+      if (index >= 0) run.stderr = conn.receivedFds[index];
+      run.runtimeTimer = setTimeout(() => this.runtimeExceeded(run, maxRuntimeMs), maxRuntimeMs);
+    }
     conn.send(encodeStarted(spare.pid));
     try {
       sendAll(spare.line, encodeFrame(FrameType.run, payload), [...conn.receivedFds, conn.fd]);
@@ -241,7 +367,27 @@ export class Server {
         message: `cannot hand run pid=${spare.pid} to its runner: ${(error as Error).message}`,
       });
     }
+    if (run.stderr !== undefined) conn.receivedFds.splice(conn.receivedFds.indexOf(run.stderr), 1);
     conn.closeReceivedFds();
+    for (const signal of signals) this.forwardSignal(run, signal);
+  }
+
+  /** --max-runtime: SIGKILL for the whole process group at once (a Lua
+   * script cannot catch SIGTERM anyway), and a line on the client's stderr
+   * saying why, since the status alone (137) does not. */
+  private runtimeExceeded(run: Run, maxRuntimeMs: number): void {
+    if (!this.runs.has(run.pid) || this.hasReported(run)) return;
+    const seconds = maxRuntimeMs / 1000;
+    const message = `run pid ${run.pid} killed after ${seconds} s (--max-runtime)`;
+    if (run.stderr !== undefined) tellClient(run.stderr, `warmluad: ${message}\n`);
+    this.log({ event: 'max-runtime', pid: run.pid, script: run.script, message: `${message}: ${run.script}` });
+    this.forwardSignal(run, 9);
+  }
+
+  /** Has the runner written its exit status on its line? It is ending then. */
+  private hasReported(run: Run): boolean {
+    run.reported ||= Boolean(native.recv(run.line, 4)?.data.length);
+    return run.reported;
   }
 
   private forwardSignal(run: Run, signal: number): void {
@@ -268,8 +414,12 @@ export class Server {
       if (!conn?.run) continue;
       this.runs.delete(pid);
       clearTimeout(conn.run.killTimer);
+      clearTimeout(conn.run.runtimeTimer);
       native.close(conn.run.line);
+      if (conn.run.stderr !== undefined) native.close(conn.run.stderr);
       const ms = Number(process.hrtime.bigint() - conn.run.startedAt) / 1e6;
+      this.runsServed++;
+      this.latency.add(ms);
       const { script } = conn.run;
       this.log({
         event: 'run',
@@ -286,6 +436,7 @@ export class Server {
       }
       conn.close();
     }
+    this.startQueued();
     if (this.runs.size === 0) this.onIdle?.();
   }
 
@@ -293,8 +444,9 @@ export class Server {
    * one that has reported its exit on its line is left to end. */
   clientGone(conn: Connection): void {
     const run = conn.run;
+    this.unqueue(conn);
     conn.close();
-    if (!run || !this.runs.has(run.pid) || native.recv(run.line, 4)?.data.length) return;
+    if (!run || !this.runs.has(run.pid) || this.hasReported(run)) return;
     const message = `client of pid=${run.pid} went away: hanging up its runner`;
     this.log({ event: 'client-gone', pid: run.pid, message });
     this.forwardSignal(run, 1);
@@ -323,8 +475,25 @@ export class Server {
       native.close(this.listenFd);
     }
     this.pool.retireAll();
+    // Queued requests never ran: BUSY lets their clients run them another way.
+    for (const conn of this.queue.slice()) {
+      this.unqueue(conn);
+      this.onConnectionError(conn, new ProtocolError(ErrorCode.busy, 'the server is stopping'));
+    }
     this.onIdle = onIdle;
     if (this.runs.size === 0) onIdle();
+  }
+
+  /** Serves from a new warm state with new options from now on. The old
+   * spares hold the old state, so they are all retired; runs in flight are
+   * separate processes and go on untouched. */
+  rewarm(warm: WarmState, options: ServerOptions): void {
+    this.pool.retireAll();
+    this.warm = warm;
+    this.options = options;
+    this.pool = new SparePool(warm.L, options.spares);
+    this.pool.refillSoon();
+    this.startQueued(); // --max-runners may have grown
   }
 
   /** Kills every runner's process group (drain timed out). */

@@ -50,19 +50,26 @@ export function newState(): LuaState {
 
 export function createLuaState(options: WarmOptions): LuaState {
   const L = newState();
-  warmLuaPath = options.luaPath ?? DEFAULT_LUA_PATH;
-  setPackageField(L, 'path', warmLuaPath);
+  const luaPath = options.luaPath === undefined ? DEFAULT_LUA_PATH : expandDefault(options.luaPath, DEFAULT_LUA_PATH);
+  setPackageField(L, 'path', luaPath);
   setPackageField(L, 'cpath', DEFAULT_LUA_CPATH);
   for (const name of options.preload) requireModule(L, name);
+  // Only once the state is built: a re-warm that fails keeps the old state,
+  // and the runners forked from it must keep its path.
+  warmLuaPath = luaPath;
   return L;
 }
 
+/** A search path with ";;" standing for the default, as lua.c reads LUA_PATH. */
+function expandDefault(value: string, defaultPath: string): string {
+  return value.replaceAll(';;', ';\u0001;').replaceAll('\u0001', defaultPath);
+}
+
 /** The value lua.c's package library would compute from `envName`
- * (LUA_PATH_5_3, else LUA_PATH), with ";;" standing for the default. */
+ * (LUA_PATH_5_3, else LUA_PATH). */
 function pathFromEnv(envName: string, defaultPath: string, env: NodeJS.ProcessEnv): string {
   const value = env[`${envName}_5_3`] ?? env[envName];
-  if (value === undefined) return defaultPath;
-  return value.replaceAll(';;', ';\u0001;').replaceAll('\u0001', defaultPath);
+  return value === undefined ? defaultPath : expandDefault(value, defaultPath);
 }
 
 /** Sets package.path and package.cpath as lua.c would for this run's

@@ -1,5 +1,7 @@
 // warmluad: reads its configuration, builds the warm Lua state, claims the
-// socket and serves until SIGTERM or SIGINT. Exit codes follow s6's
+// socket and serves until SIGTERM or SIGINT; SIGHUP re-reads the
+// configuration and re-warms. `warmluad status` asks a running server
+// instead (server/status.ts). Exit codes follow s6's
 // conventions: 0 after a clean stop, 100 for a usage or configuration error,
 // 111 when the system refuses (socket in use or another user's, cannot listen).
 import fs from 'node:fs';
@@ -8,11 +10,13 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { native } from './native.js';
 import { defaultSocketPath } from './protocol.js';
-import { Server, type LogEntry } from './server.js';
+import { Server, type LogEntry, type ServerOptions, type WarmState } from './server.js';
+import { statusMain } from './status.js';
 import { createLuaState } from './warm.js';
 import { BUILTIN_WARMUP, warmUp } from './warmup.js';
 
 const USAGE = `usage: warmluad [options]
+       warmluad status [--socket PATH] [--json]   (ask a running server)
   --socket PATH         Unix socket to listen on (default: ${defaultSocketPath()})
   --preload a,b,c       Lua modules to require once, before serving
   --lua-path PATH       package.path while preloading (";;" adds the default)
@@ -20,9 +24,17 @@ const USAGE = `usage: warmluad [options]
                         (default: the built-in server/lua/warmup.lua; "none" to skip)
   --config FILE         JSON file with any of: socket, preload, luaPath, warmup,
                         drainTimeout, spares, allowUid, allowGid, requestTimeout,
-                        notifyFd, logFormat
+                        notifyFd, logFormat, maxRunners, queueSize, queueTimeout,
+                        maxRuntime; SIGHUP re-reads it (options given here win)
   --drain-timeout SECS  on SIGTERM, how long running scripts may finish (default 10)
   --spares N            runners forked ahead of demand (default 2)
+  --max-runners N       runs at once (default 64); more wait in the queue
+  --queue-size N        requests that may wait for a runner (default 256); beyond,
+                        the client gets BUSY and the shim runs the script cold
+  --queue-timeout SECS  how long a request may wait before BUSY (default 5)
+  --max-runtime SECS    kill a run's process group (SIGKILL) after this long and
+                        say so on its stderr; the client ends as killed by
+                        signal 9, 137 (default: no limit)
   --allow-uid N[,N]     also serve clients with these uids (default: only the
                         server's own uid)
   --allow-gid N[,N]     also serve clients whose primary gid is one of these
@@ -35,16 +47,12 @@ const USAGE = `usage: warmluad [options]
 
 class UsageError extends Error {}
 
-interface Config {
+interface Config extends ServerOptions {
   socket: string;
   preload: string[];
   luaPath?: string;
   warmup: string;
   drainTimeoutMs: number;
-  spares: number;
-  allowUid: number[];
-  allowGid: number[];
-  requestTimeoutMs: number;
   notifyFd?: number;
   logFormat: LogFormat;
 }
@@ -63,6 +71,10 @@ const configKeys = [
   'requestTimeout',
   'notifyFd',
   'logFormat',
+  'maxRunners',
+  'queueSize',
+  'queueTimeout',
+  'maxRuntime',
 ];
 
 function readConfigFile(file: string): Record<string, unknown> {
@@ -101,10 +113,10 @@ function asPositiveSeconds(value: unknown, what: string): number {
   return ms;
 }
 
-function asCount(value: unknown, what: string): number {
-  const count = Number(value);
-  if (!Number.isInteger(count) || count < 0 || count > 64) throw new UsageError(`${what}: expected 0 to 64, got ${value}`);
-  return count;
+function asInteger(value: unknown, what: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${what}: expected ${min} to ${max}, got ${value}`);
+  return n;
 }
 
 function asIdList(value: unknown, what: string): number[] {
@@ -119,17 +131,23 @@ function asIdList(value: unknown, what: string): number[] {
   });
 }
 
-/** A supervisor's fd: it must be open now, and not stdin, stdout or stderr. */
+/** A supervisor's fd: not stdin, stdout or stderr. Whether it is open is
+ * checked at start only (checkNotifyFd): a re-read after SIGHUP finds it
+ * closed, as readiness left it. */
 function asNotifyFd(value: unknown): number | undefined {
   if (value === undefined) return undefined;
   const fd = Number(value);
   if (!Number.isInteger(fd) || fd < 3) throw new UsageError(`notify fd: expected a number of 3 or more, got ${value}`);
+  return fd;
+}
+
+function checkNotifyFd(fd: number | undefined): void {
+  if (fd === undefined) return;
   try {
     fs.fstatSync(fd);
   } catch {
     throw new UsageError(`notify fd: ${fd} is not open`);
   }
-  return fd;
 }
 
 function asLogFormat(value: unknown): LogFormat {
@@ -144,6 +162,10 @@ function asSocketPath(value: unknown): string | undefined {
     throw new UsageError(`socket ${JSON.stringify(socket)}: abstract sockets are not used; give a file path`);
   }
   return socket;
+}
+
+function optionalPositiveSeconds(value: unknown, what: string): number | undefined {
+  return value === undefined ? undefined : asPositiveSeconds(value, what);
 }
 
 function optionalString(value: unknown, what: string): string | undefined {
@@ -171,6 +193,10 @@ export function parseConfig(args: string[]): Config {
         'request-timeout': { type: 'string' },
         'notify-fd': { type: 'string' },
         'log-format': { type: 'string' },
+        'max-runners': { type: 'string' },
+        'queue-size': { type: 'string' },
+        'queue-timeout': { type: 'string' },
+        'max-runtime': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -189,12 +215,16 @@ export function parseConfig(args: string[]): Config {
     luaPath: optionalString(cli['lua-path'] ?? file.luaPath, 'luaPath'),
     warmup: optionalString(cli.warmup ?? file.warmup, 'warmup') ?? BUILTIN_WARMUP,
     drainTimeoutMs: asSeconds(cli['drain-timeout'] ?? file.drainTimeout ?? 10, 'drain timeout'),
-    spares: asCount(cli.spares ?? file.spares ?? 2, 'spares'),
+    spares: asInteger(cli.spares ?? file.spares ?? 2, 'spares', 0, 64),
     allowUid: asIdList(cli['allow-uid'] ?? file.allowUid ?? [], 'allow uid'),
     allowGid: asIdList(cli['allow-gid'] ?? file.allowGid ?? [], 'allow gid'),
     requestTimeoutMs: asPositiveSeconds(cli['request-timeout'] ?? file.requestTimeout ?? 10, 'request timeout'),
     notifyFd: asNotifyFd(cli['notify-fd'] ?? file.notifyFd),
     logFormat: asLogFormat(cli['log-format'] ?? file.logFormat ?? 'text'),
+    maxRunners: asInteger(cli['max-runners'] ?? file.maxRunners ?? 64, 'max runners', 1, 65536),
+    queueSize: asInteger(cli['queue-size'] ?? file.queueSize ?? 256, 'queue size', 0, 65536),
+    queueTimeoutMs: asPositiveSeconds(cli['queue-timeout'] ?? file.queueTimeout ?? 5, 'queue timeout'),
+    maxRuntimeMs: optionalPositiveSeconds(cli['max-runtime'] ?? file.maxRuntime, 'max runtime'),
   };
 }
 
@@ -274,11 +304,44 @@ function releaseHeldFds(): void {
   delete process.env.WARMLUA_HELD_FDS;
 }
 
+/** The Lua state runners are forked from: preloaded, and V8 warmed up. */
+function buildWarm(config: Config): WarmState {
+  const L = createLuaState({ preload: config.preload, luaPath: config.luaPath });
+  if (config.warmup !== 'none') warmUp(config.warmup);
+  return { L, preload: config.preload, builtAt: Date.now() };
+}
+
+/** SIGHUP: the same command line over a fresh read of the config file, and a
+ * new warm state. Anything that fails leaves the server as it was. Socket
+ * and notify fd are bound at start and stay. */
+function rewarm(server: Server, args: string[]): void {
+  const began = process.hrtime.bigint();
+  let config: Config;
+  let warm: WarmState;
+  try {
+    config = parseConfig(args);
+    warm = buildWarm(config);
+  } catch (error) {
+    log({ event: 'rewarm-failed', message: `SIGHUP: re-warm failed, keeping the old state: ${(error as Error).message}` });
+    return;
+  }
+  logFormat = config.logFormat;
+  server.rewarm(warm, config);
+  const ms = Number(process.hrtime.bigint() - began) / 1e6;
+  log({
+    event: 'rewarmed',
+    message: `SIGHUP: re-warmed in ${ms.toFixed(0)}ms (preloaded: ${config.preload.join(',') || 'nothing'})`,
+  });
+}
+
 function main(): void {
   releaseHeldFds();
+  const args = process.argv.slice(2);
+  if (args[0] === 'status') process.exit(statusMain(args.slice(1)));
   let config: Config;
   try {
-    config = parseConfig(process.argv.slice(2));
+    config = parseConfig(args);
+    checkNotifyFd(config.notifyFd);
   } catch (error) {
     log((error as Error).message);
     fs.writeSync(2, `${USAGE}\n`);
@@ -286,10 +349,9 @@ function main(): void {
   }
   logFormat = config.logFormat;
   const began = process.hrtime.bigint();
-  let L;
+  let warm: WarmState;
   try {
-    L = createLuaState({ preload: config.preload, luaPath: config.luaPath });
-    if (config.warmup !== 'none') warmUp(config.warmup);
+    warm = buildWarm(config);
   } catch (error) {
     log((error as Error).message);
     process.exit(100);
@@ -304,7 +366,7 @@ function main(): void {
     process.exit(111);
   }
   notifyReady(config.notifyFd); // the listening socket queues connections already
-  const server = new Server(L, listenFd, log, config.spares, config);
+  const server = new Server(warm, listenFd, log, config);
   const warmMs = Number(process.hrtime.bigint() - began) / 1e6;
   log({
     event: 'listening',
@@ -312,7 +374,9 @@ function main(): void {
       `preloaded: ${config.preload.join(',') || 'nothing'})`,
   });
 
+  let stopping = false;
   const stop = (signal: string) => {
+    stopping = true;
     log({ event: 'stopping', message: `${signal}: no longer accepting; ${server.activeRuns} run(s) to finish` });
     fs.rmSync(config.socket, { force: true }); // a new server may start at once
     const timer = setTimeout(() => {
@@ -327,6 +391,10 @@ function main(): void {
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+  // Handled even while stopping, where it does nothing: its default would kill the server mid-drain.
+  process.on('SIGHUP', () => {
+    if (!stopping) rewarm(server, args);
+  });
 }
 
 main();

@@ -1,0 +1,232 @@
+// warmluad as a service (issue 6, second slice): --max-runners and its
+// queue, --max-runtime, re-warming on SIGHUP and `warmluad status`.
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { run as runClient, WarmluaError } from '../client/client.js';
+import { ErrorCode } from '../server/protocol.js';
+import { bin, run, runShim, startServer, tempDir, writeScript, type Server } from './harness.js';
+
+const TEST_TIMEOUT = 60_000;
+const dir = tempDir();
+const hello = writeScript(dir, 'hello.lua', 'print("hello")\n');
+/** Busy for `seconds`, then prints its name: a run that holds a runner. */
+const busy = (seconds: number, name: string) =>
+  writeScript(dir, `busy-${name}.lua`, `local t = os.clock() while os.clock() - t < ${seconds} do end print("${name}")\n`);
+
+const servers: Server[] = [];
+after(async () => {
+  await Promise.all(servers.map((s) => s.stop()));
+});
+
+async function serve(args: string[]): Promise<Server> {
+  const server = await startServer(['--warmup', 'none', ...args]);
+  servers.push(server);
+  return server;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Until `predicate` holds, or fails the test after `ms`. */
+async function waitFor(what: string, predicate: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** A shim run that also says when it ended. */
+async function timedShim(socket: string, args: string[], env: Record<string, string> = {}) {
+  const outcome = await runShim(socket, args, { env });
+  return { ...outcome, endedAt: Date.now() };
+}
+
+describe('--max-runners and the queue', { timeout: TEST_TIMEOUT }, () => {
+  test('a request beyond the cap waits, then runs as soon as the runner ends', async () => {
+    const server = await serve(['--max-runners', '1', '--queue-timeout', '10']);
+    const first = timedShim(server.socket, [busy(1, 'first')]);
+    await sleep(300); // the first surely holds the only runner
+    const second = await timedShim(server.socket, [hello]);
+    const firstDone = await first;
+    assert.deepEqual([firstDone.stdout, firstDone.status], ['first\n', 0]);
+    assert.deepEqual([second.stdout, second.stderr, second.status], ['hello\n', '', 0]);
+    assert.ok(second.endedAt >= firstDone.endedAt - 50, 'the queued run ended before the running one');
+  });
+
+  test('past --queue-timeout the client gets BUSY; the shim then runs the script cold', async () => {
+    const server = await serve(['--max-runners', '1', '--queue-timeout', '0.5']);
+    const holder = runShim(server.socket, [busy(2.5, 'holder')]);
+    await sleep(300);
+    const began = Date.now();
+    await assert.rejects(runClient({ socket: server.socket, argv: ['lua', hello], fds: [] }), (error) => {
+      assert.ok(error instanceof WarmluaError);
+      assert.equal(error.code, ErrorCode.busy);
+      assert.equal(error.notStarted, true);
+      assert.match(error.message, /all 1 runners in use, and none came free within 0\.5 s/);
+      return true;
+    });
+    assert.ok(Date.now() - began >= 400, 'BUSY came before the queue timeout');
+    const none = await runShim(server.socket, [hello]);
+    assert.equal(none.status, 1);
+    assert.match(none.stderr, /cannot reach warmluad at .*: busy: all 1 runners in use/);
+    // The shim's default fallback: the script still runs, cold.
+    const cold = await run(bin('warmlua'), [hello], { env: { WARMLUA_SOCKET: server.socket } });
+    assert.deepEqual(cold, { stdout: 'hello\n', stderr: '', status: 0 });
+    assert.deepEqual(await holder, { stdout: 'holder\n', stderr: '', status: 0 });
+    assert.match(server.log(), /connection closed: all 1 runners in use, and none came free within 0\.5 s/);
+  });
+
+  test('--queue-size 0: BUSY at once', async () => {
+    const server = await serve(['--max-runners', '1', '--queue-size', '0']);
+    const holder = runShim(server.socket, [busy(1, 'holder')]);
+    await sleep(300);
+    const refused = await runShim(server.socket, [hello]);
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, /busy: all 1 runners in use and the queue is full/);
+    assert.equal((await holder).status, 0);
+  });
+});
+
+describe('--max-runtime', { timeout: TEST_TIMEOUT }, () => {
+  test("a run past the limit has its process group killed, says so on the client's stderr and ends 137", async () => {
+    const server = await serve(['--max-runtime', '1']);
+    const began = Date.now();
+    // The script's child is in the run's process group: it dies too.
+    const [looping, sleeping] = await Promise.all([
+      runShim(server.socket, ['-e', 'while true do end']),
+      runShim(server.socket, ['-e', 'os.execute("sleep 30") print("not reached")']),
+    ]);
+    assert.ok(Date.now() - began < 10_000, 'killed late');
+    for (const outcome of [looping, sleeping]) {
+      assert.equal(outcome.status, 137);
+      assert.equal(outcome.stdout, '');
+      assert.match(outcome.stderr, /^warmluad: run pid \d+ killed after 1 s \(--max-runtime\)\n$/);
+    }
+    assert.equal(server.log().match(/killed after 1 s \(--max-runtime\)/g)?.length, 2);
+    // A run within the limit is untouched.
+    assert.deepEqual(await runShim(server.socket, [hello]), { stdout: 'hello\n', stderr: '', status: 0 });
+  });
+});
+
+interface Report {
+  pid: number;
+  runsServed: number;
+  runsActive: number;
+  runsQueued: number;
+  latencyMs: { p50: number; p99: number } | null;
+  warmStateAgeSeconds: number;
+  preload: string[];
+  rssBytes: number;
+}
+
+async function status(server: Server, json = true): Promise<string> {
+  const outcome = await run(bin('warmluad'), ['status', '--socket', server.socket, ...(json ? ['--json'] : [])]);
+  assert.equal(outcome.status, 0, outcome.stderr);
+  return outcome.stdout;
+}
+
+const report = async (server: Server) => JSON.parse(await status(server)) as Report;
+
+/** A module directory and a config file that preloads from it. */
+function preloadSetup(modules: Record<string, string>, preload: string[]) {
+  const modDir = tempDir('warmlua-mod-');
+  for (const [name, value] of Object.entries(modules)) writeScript(modDir, `${name}.lua`, `return "${value}"\n`);
+  const config = path.join(modDir, 'config.json');
+  const writeConfig = (names: string[]) =>
+    fs.writeFileSync(config, JSON.stringify({ preload: names, luaPath: path.join(modDir, '?.lua') }));
+  writeConfig(preload);
+  return { modDir, config, writeConfig };
+}
+
+const rewarms = (server: Server) => server.log().match(/SIGHUP: re-warmed/g)?.length ?? 0;
+
+describe('SIGHUP re-warm', { timeout: TEST_TIMEOUT }, () => {
+  test('runs during re-warms all succeed; an edited module shows in the next run; a failed re-warm keeps the state', async () => {
+    const { modDir, config } = preloadSetup({ mod: 'v1' }, ['mod']);
+    const server = await serve(['--config', config]);
+    // The module is read from the warm state, not required again.
+    const show = ['-e', 'print(package.loaded.mod)'];
+    assert.equal((await runShim(server.socket, show)).stdout, 'v1\n');
+
+    const outcomes = [];
+    for (let wave = 0; wave < 5; wave++) {
+      if (wave > 0) server.process.kill('SIGHUP');
+      outcomes.push(...(await Promise.all(Array.from({ length: 8 }, () => runShim(server.socket, [hello])))));
+    }
+    await waitFor('four re-warms', () => rewarms(server) === 4);
+    for (const outcome of outcomes) assert.deepEqual(outcome, { stdout: 'hello\n', stderr: '', status: 0 });
+
+    writeScript(modDir, 'mod.lua', 'return "v2"\n');
+    server.process.kill('SIGHUP');
+    await waitFor('the fifth re-warm', () => rewarms(server) === 5);
+    assert.equal((await runShim(server.socket, show)).stdout, 'v2\n');
+
+    writeScript(modDir, 'mod.lua', 'return (\n');
+    server.process.kill('SIGHUP');
+    await waitFor('the failed re-warm', () => server.log().includes('re-warm failed'));
+    assert.match(server.log(), /SIGHUP: re-warm failed, keeping the old state: cannot preload module 'mod'/);
+    assert.equal((await runShim(server.socket, show)).stdout, 'v2\n');
+  });
+});
+
+describe('warmluad status', { timeout: TEST_TIMEOUT }, () => {
+  test('prints runs served and active, latency, the warm state and RSS; --json parses', async () => {
+    const { config, writeConfig } = preloadSetup({ mod: 'v1', other: 'o' }, ['mod']);
+    const server = await serve(['--config', config]);
+    const before = await report(server);
+    assert.equal(before.runsServed, 0);
+    assert.equal(before.latencyMs, null);
+    const runs = 5;
+    for (let i = 0; i < runs; i++) assert.equal((await runShim(server.socket, [hello])).status, 0);
+    // A client hears the runner's own EXITED, which can precede the reap that counts the run.
+    await waitFor('every run counted', async () => (await report(server)).runsServed === runs);
+    const r = await report(server);
+    assert.equal(r.pid, server.process.pid);
+    assert.equal(r.runsActive, 0);
+    assert.equal(r.runsQueued, 0);
+    assert.ok(r.latencyMs && r.latencyMs.p50 > 0 && r.latencyMs.p50 <= r.latencyMs.p99, JSON.stringify(r));
+    assert.ok(r.warmStateAgeSeconds >= 0);
+    assert.deepEqual(r.preload, ['mod']);
+    assert.ok(r.rssBytes > 10 * 1024 * 1024);
+
+    const text = await status(server, false);
+    assert.match(text, /^runs served: +5$/m);
+    assert.match(text, /^runs active: +0 \(0 queued\)$/m);
+    assert.match(text, /^latency: +p50 [\d.]+ ms, p99 [\d.]+ ms$/m);
+    assert.match(text, /^warm state: +\d+ s old, preloaded: mod$/m);
+    assert.match(text, /^server rss: +[\d.]+ MiB$/m);
+
+    // SIGHUP re-reads the config: the new preload list shows.
+    writeConfig(['mod', 'other']);
+    server.process.kill('SIGHUP');
+    await waitFor('the re-warm', () => rewarms(server) === 1);
+    assert.deepEqual((await report(server)).preload, ['mod', 'other']);
+    // A STATUS connection is not a run, and the server goes on serving.
+    assert.equal((await report(server)).runsServed, runs);
+    assert.deepEqual(await runShim(server.socket, [hello]), { stdout: 'hello\n', stderr: '', status: 0 });
+  });
+
+  test('no server: exit 111 with the reason', async () => {
+    const outcome = await run(bin('warmluad'), ['status', '--socket', path.join(dir, 'nobody.sock')]);
+    assert.equal(outcome.status, 111);
+    assert.match(outcome.stderr, /cannot get the status of warmluad at .*nobody\.sock: .*ENOENT|no such file/i);
+  });
+});
+
+describe('limit options: usage errors exit 100', { timeout: TEST_TIMEOUT }, () => {
+  const cases: [string[], RegExp][] = [
+    [['--max-runners', '0'], /max runners: expected 1 to 65536, got 0/],
+    [['--queue-size=-1'], /queue size: expected 0 to 65536/],
+    [['--queue-timeout', '0'], /queue timeout: expected more than 0 seconds/],
+    [['--max-runtime', 'soon'], /max runtime: expected seconds, got soon/],
+  ];
+  for (const [args, message] of cases) {
+    test(args.join(' '), async () => {
+      const outcome = await run(bin('warmluad'), args, { timeoutMs: 20_000 });
+      assert.equal(outcome.status, 100);
+      assert.match(outcome.stderr, message);
+    });
+  }
+});

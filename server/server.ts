@@ -210,6 +210,9 @@ export class Server {
     private readonly listenFd: number,
     private readonly log: Log,
     private options: ServerOptions,
+    /** Re-warms (through rewarm) if a file the warm state was built from
+     * changed: called before each run is handed to a runner. */
+    private readonly freshen: () => void,
   ) {
     this.pool = new SparePool(warm.L, options.spares);
     this.pool.refillSoon();
@@ -339,6 +342,7 @@ export class Server {
    * runner, then the signals the client sent while it was queued. */
   private startRun(conn: Connection, request: RunRequest, payload: Buffer, signals: number[]): void {
     conn.queued = undefined;
+    this.freshen();
     let spare;
     try {
       spare = this.pool.take();
@@ -493,7 +497,9 @@ export class Server {
     this.options = options;
     this.pool = new SparePool(warm.L, options.spares);
     this.pool.refillSoon();
-    this.startQueued(); // --max-runners may have grown
+    // --max-runners may have grown. Not at once: a re-warm can come from
+    // startRun, whose run has not taken its runner yet.
+    setImmediate(() => this.startQueued());
   }
 
   /** Kills every runner's process group (drain timed out). */

@@ -1,6 +1,7 @@
 // The warm state: one fengari Lua state with the standard libraries open
 // and the preloaded modules required. The server builds it once and every
 // runner inherits it through fork; bin/warmlua-cold builds it per run.
+import fs from 'node:fs';
 import { lua, lauxlib, lualib, to_luastring, type LuaState } from 'fengari';
 import { openStdlib } from './stdlib/index.js';
 
@@ -9,7 +10,33 @@ export interface WarmOptions {
   preload: string[];
   /** package.path while warming, and the default a runner's LUA_PATH ";;" expands to. */
   luaPath?: string;
+  /** Called with each file Lua's searcher will look at while preloading, in
+   * order, before it is read; returns whether the file exists. */
+  watch?: (file: string) => boolean;
 }
+
+/** Thrown when a preloaded module (or one it requires) does not load. */
+export class PreloadError extends Error {
+  constructor(
+    readonly module: string,
+    message: string,
+  ) {
+    super(`cannot preload module '${module}': ${message}`);
+  }
+}
+
+/** What a warm state was built with, for the runs forked from it. */
+interface Warmed {
+  /** package.path while warming: what a run's LUA_PATH ";;" expands to. */
+  luaPath: string;
+  /** Every module the Lua-file searcher loaded, with its file's real path. */
+  modules: { name: string; file: string }[];
+  /** Some module came through a relative template ("./?.lua"): which file
+   * it names depends on the run's cwd. */
+  relative: boolean;
+}
+
+const warmed = new WeakMap<LuaState, Warmed>();
 
 // lua5.3's defaults as Debian builds it, so package.path and package.cpath
 // read the same through warmlua as through lua5.3.
@@ -20,8 +47,6 @@ export const DEFAULT_LUA_PATH =
 export const DEFAULT_LUA_CPATH =
   '/usr/local/lib/lua/5.3/?.so;/usr/lib/x86_64-linux-gnu/lua/5.3/?.so;' +
   '/usr/lib/lua/5.3/?.so;/usr/local/lib/lua/5.3/loadall.so;./?.so';
-
-let warmLuaPath = DEFAULT_LUA_PATH;
 
 function setPackageField(L: LuaState, field: string, value: string): void {
   lua.lua_getglobal(L, to_luastring('package'));
@@ -37,7 +62,7 @@ function requireModule(L: LuaState, name: string): void {
   if (lua.lua_pcall(L, 1, 0, 0) !== lua.LUA_OK) {
     const message = lua.lua_tojsstring(L, -1);
     lua.lua_pop(L, 1);
-    throw new Error(`cannot preload module '${name}': ${message}`);
+    throw new PreloadError(name, message);
   }
 }
 
@@ -53,11 +78,70 @@ export function createLuaState(options: WarmOptions): LuaState {
   const luaPath = options.luaPath === undefined ? DEFAULT_LUA_PATH : expandDefault(options.luaPath, DEFAULT_LUA_PATH);
   setPackageField(L, 'path', luaPath);
   setPackageField(L, 'cpath', DEFAULT_LUA_CPATH);
-  for (const name of options.preload) requireModule(L, name);
-  // Only once the state is built: a re-warm that fails keeps the old state,
-  // and the runners forked from it must keep its path.
-  warmLuaPath = luaPath;
+  const info: Warmed = { luaPath, modules: [], relative: false };
+  const watch = options.watch ?? (() => false);
+  withRecordingSearcher(
+    L,
+    (name, searchPath) => {
+      // package.searchpath's walk, so that a file that appears ahead of the
+      // one loaded (it would shadow it) counts as a change too.
+      for (const file of searchCandidates(name, searchPath)) if (watch(file)) return;
+    },
+    (name, file) => {
+      info.modules.push({ name, file: realPath(file) ?? file });
+      info.relative ||= !file.startsWith('/');
+    },
+    () => {
+      for (const name of options.preload) requireModule(L, name);
+    },
+  );
+  warmed.set(L, info);
   return L;
+}
+
+/** The file names package.searchpath tries for `name`, in order. */
+function searchCandidates(name: string, searchPath: string): string[] {
+  const file = name.replaceAll('.', '/');
+  return searchPath
+    .split(';')
+    .filter((template) => template !== '')
+    .map((template) => template.replaceAll('?', file));
+}
+
+/** Wraps the Lua-file searcher (package.searchers[2]) while `body` runs, so
+ * that every require, the preloaded modules' own included, is recorded. The
+ * wrapper is a C function, so the searcher's errors read as in plain Lua. */
+function withRecordingSearcher(
+  L: LuaState,
+  searching: (name: string, searchPath: string) => void,
+  loaded: (name: string, file: string) => void,
+  body: () => void,
+): void {
+  lua.lua_getglobal(L, to_luastring('package'));
+  lua.lua_getfield(L, -1, to_luastring('searchers'));
+  lua.lua_rawgeti(L, -1, 2);
+  lua.lua_pushvalue(L, -1);
+  const recording = (S: LuaState): number => {
+    const name = lauxlib.luaL_checkstring(S, 1);
+    lua.lua_getglobal(S, to_luastring('package'));
+    lua.lua_getfield(S, -1, to_luastring('path'));
+    searching(lua.lua_tojsstring(S, 1), lua.lua_tojsstring(S, -1));
+    lua.lua_settop(S, 1);
+    lua.lua_pushvalue(S, lua.lua_upvalueindex(1));
+    lua.lua_pushstring(S, name);
+    lua.lua_call(S, 1, 2);
+    if (lua.lua_type(S, -2) === lua.LUA_TFUNCTION) loaded(lua.lua_tojsstring(S, 1), lua.lua_tojsstring(S, -1));
+    return 2;
+  };
+  lua.lua_pushcclosure(L, recording, 1);
+  lua.lua_rawseti(L, -3, 2);
+  try {
+    body();
+  } finally {
+    // Runs search as plain Lua does.
+    lua.lua_rawseti(L, -2, 2);
+    lua.lua_pop(L, 2);
+  }
 }
 
 /** A search path with ";;" standing for the default, as lua.c reads LUA_PATH. */
@@ -76,6 +160,46 @@ function pathFromEnv(envName: string, defaultPath: string, env: NodeJS.ProcessEn
  * environment; with `ignoreEnv` (option -E) only the defaults are used. */
 export function applyRunPackagePaths(L: LuaState, ignoreEnv: boolean): void {
   const env = ignoreEnv ? {} : process.env;
-  setPackageField(L, 'path', pathFromEnv('LUA_PATH', warmLuaPath, env));
+  const info = warmed.get(L);
+  const runPath = pathFromEnv('LUA_PATH', info?.luaPath ?? DEFAULT_LUA_PATH, env);
+  setPackageField(L, 'path', runPath);
   setPackageField(L, 'cpath', pathFromEnv('LUA_CPATH', DEFAULT_LUA_CPATH, env));
+  if (info && (runPath !== info.luaPath || info.relative)) dropMisresolved(L, runPath, info.modules);
+}
+
+/** Drops from package.loaded each warm module that `runPath` would find in
+ * another file, or not at all, so that the run's require reads its own (or
+ * fails) as a cold lua would. Modules that kept a reference to it keep it. */
+function dropMisresolved(L: LuaState, runPath: string, modules: Warmed['modules']): void {
+  for (const { name, file } of modules) {
+    if (realPath(searchPath(name, runPath)) === file) continue;
+    lua.lua_getglobal(L, to_luastring('package'));
+    lua.lua_getfield(L, -1, to_luastring('loaded'));
+    lua.lua_pushnil(L);
+    lua.lua_setfield(L, -2, to_luastring(name));
+    lua.lua_pop(L, 2);
+  }
+}
+
+/** package.searchpath's answer, with a stat for its open: fengari's open
+ * throws on every missing file, and an exception costs far more. */
+function searchPath(name: string, runPath: string): string | undefined {
+  return searchCandidates(name, runPath).find((file) => {
+    try {
+      return fs.statSync(file, { throwIfNoEntry: false }) !== undefined;
+    } catch {
+      return false; // EACCES: unreadable for the searcher too
+    }
+  });
+}
+
+/** The file's real path, from the process's real cwd (a runner's is the
+ * client's, set by chdir(2), which path.resolve would not see). */
+function realPath(file: string | undefined): string | undefined {
+  if (file === undefined) return undefined;
+  try {
+    return fs.realpathSync.native(file);
+  } catch {
+    return undefined;
+  }
 }

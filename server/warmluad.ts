@@ -1,6 +1,7 @@
 // warmluad: reads its configuration, builds the warm Lua state, claims the
-// socket and serves until SIGTERM or SIGINT; SIGHUP re-reads the
-// configuration and re-warms. `warmluad status` asks a running server
+// socket and serves until SIGTERM or SIGINT; SIGHUP, or a change to any
+// file read while warming (server/freshness.ts), re-reads the configuration
+// and re-warms. `warmluad status` asks a running server
 // instead (server/status.ts). Exit codes follow s6's
 // conventions: 0 after a clean stop, 100 for a usage or configuration error,
 // 111 when the system refuses (socket in use or another user's, cannot listen).
@@ -11,8 +12,9 @@ import { parseArgs } from 'node:util';
 import { native } from './native.js';
 import { defaultSocketPath } from './protocol.js';
 import { Server, type LogEntry, type ServerOptions, type WarmState } from './server.js';
+import { Snapshot, watchSnapshot } from './freshness.js';
 import { statusMain } from './status.js';
-import { createLuaState } from './warm.js';
+import { PreloadError, createLuaState } from './warm.js';
 import { BUILTIN_WARMUP, warmUp } from './warmup.js';
 
 const USAGE = `usage: warmluad [options]
@@ -25,7 +27,8 @@ const USAGE = `usage: warmluad [options]
   --config FILE         JSON file with any of: socket, preload, luaPath, warmup,
                         drainTimeout, spares, allowUid, allowGid, requestTimeout,
                         notifyFd, logFormat, maxRunners, queueSize, queueTimeout,
-                        maxRuntime; SIGHUP re-reads it (options given here win)
+                        maxRuntime; SIGHUP or an edit re-reads it (options given
+                        here win)
   --drain-timeout SECS  on SIGTERM, how long running scripts may finish (default 10)
   --spares N            runners forked ahead of demand (default 2)
   --max-runners N       runs at once (default 64); more wait in the queue
@@ -77,7 +80,8 @@ const configKeys = [
   'maxRuntime',
 ];
 
-function readConfigFile(file: string): Record<string, unknown> {
+function readConfigFile(file: string, snapshot?: Snapshot): Record<string, unknown> {
+  snapshot?.add(file);
   let parsed: unknown;
   try {
     parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
@@ -173,8 +177,9 @@ function optionalString(value: unknown, what: string): string | undefined {
   throw new UsageError(`${what}: expected a string`);
 }
 
-/** Command-line options win over the config file, which wins over defaults. */
-export function parseConfig(args: string[]): Config {
+/** Command-line options win over the config file, which wins over defaults.
+ * The config file goes in `snapshot`, as it was just before it was read. */
+export function parseConfig(args: string[], snapshot?: Snapshot): Config {
   let parsed;
   try {
     parsed = parseArgs({
@@ -208,7 +213,7 @@ export function parseConfig(args: string[]): Config {
     process.stdout.write(`${USAGE}\n`);
     process.exit(0);
   }
-  const file = cli.config ? readConfigFile(cli.config) : {};
+  const file = cli.config ? readConfigFile(cli.config, snapshot) : {};
   return {
     socket: path.resolve(asSocketPath(cli.socket ?? file.socket) ?? defaultSocketPath()),
     preload: asModuleList(cli.preload ?? file.preload ?? []),
@@ -304,43 +309,83 @@ function releaseHeldFds(): void {
   delete process.env.WARMLUA_HELD_FDS;
 }
 
-/** The Lua state runners are forked from: preloaded, and V8 warmed up. */
-function buildWarm(config: Config): WarmState {
-  const L = createLuaState({ preload: config.preload, luaPath: config.luaPath });
-  if (config.warmup !== 'none') warmUp(config.warmup);
-  return { L, preload: config.preload, builtAt: Date.now() };
+/** The Lua state runners are forked from, with every file read to build it
+ * in `files`. On a re-warm (`leftOut` given), a module that no longer loads
+ * is left out, its error in `leftOut`, rather than kept from the old state:
+ * a run that requires it meets its error as a cold lua would, and never its
+ * stale code. */
+function buildWarm(config: Config, files: Snapshot, leftOut?: string[]): WarmState {
+  let preload = config.preload;
+  for (;;) {
+    try {
+      const L = createLuaState({ preload, luaPath: config.luaPath, watch: (file) => files.add(file) });
+      return { L, preload, builtAt: Date.now() };
+    } catch (error) {
+      if (!leftOut || !(error instanceof PreloadError)) throw error;
+      leftOut.push(error.message.replace(/\s*\n\s*/g, ' ')); // for a one-line log
+      preload = preload.filter((name) => name !== error.module);
+    }
+  }
 }
 
-/** SIGHUP: the same command line over a fresh read of the config file, and a
- * new warm state. Anything that fails leaves the server as it was. Socket
- * and notify fd are bound at start and stay. */
-function rewarm(server: Server, args: string[]): void {
+/** What the serving warm state was built from, and its watch. */
+let inForce: Config;
+let snapshot: Snapshot;
+let stopWatching = () => {};
+
+function watchFiles(server: Server, args: string[]): void {
+  stopWatching();
+  stopWatching = watchSnapshot(snapshot, () => freshen(server, args));
+}
+
+/** Re-reads the config and re-warms. A config that no longer parses leaves
+ * the old one in force, but the modules are still read afresh. Socket and
+ * notify fd are bound at start and stay. The V8 warm-up is not run again:
+ * the server's compiled code is the same. */
+function rewarm(server: Server, args: string[], why: string): void {
   const began = process.hrtime.bigint();
-  let config: Config;
-  let warm: WarmState;
+  const next = new Snapshot();
   try {
-    config = parseConfig(args);
-    warm = buildWarm(config);
+    inForce = parseConfig(args, next);
   } catch (error) {
-    log({ event: 'rewarm-failed', message: `SIGHUP: re-warm failed, keeping the old state: ${(error as Error).message}` });
-    return;
+    log({ event: 'rewarm-failed', message: `${why}: ${(error as Error).message}; keeping the old configuration` });
   }
-  logFormat = config.logFormat;
-  server.rewarm(warm, config);
+  snapshot = next; // even after a failure: the next change gets the next try
+  let warm: WarmState;
+  const leftOut: string[] = [];
+  try {
+    warm = buildWarm(inForce, snapshot, leftOut);
+  } catch (error) {
+    log({ event: 'rewarm-failed', message: `${why}: re-warm failed, keeping the old state: ${(error as Error).message}` });
+    return watchFiles(server, args);
+  }
+  logFormat = inForce.logFormat;
+  server.rewarm(warm, inForce);
+  watchFiles(server, args);
   const ms = Number(process.hrtime.bigint() - began) / 1e6;
   log({
     event: 'rewarmed',
-    message: `SIGHUP: re-warmed in ${ms.toFixed(0)}ms (preloaded: ${config.preload.join(',') || 'nothing'})`,
+    message:
+      `${why}: re-warmed in ${ms.toFixed(0)}ms (preloaded: ${warm.preload.join(',') || 'nothing'})` +
+      leftOut.map((failure) => `; left out: ${failure}`).join(''),
   });
+}
+
+/** Called before each run is handed to a runner, and when a watched
+ * directory changes: re-warms if a file the warm state was built from has. */
+function freshen(server: Server, args: string[]): void {
+  const file = snapshot.changed();
+  if (file !== undefined) rewarm(server, args, `${file} changed`);
 }
 
 function main(): void {
   releaseHeldFds();
   const args = process.argv.slice(2);
   if (args[0] === 'status') process.exit(statusMain(args.slice(1)));
+  snapshot = new Snapshot();
   let config: Config;
   try {
-    config = parseConfig(args);
+    config = parseConfig(args, snapshot);
     checkNotifyFd(config.notifyFd);
   } catch (error) {
     log((error as Error).message);
@@ -348,10 +393,12 @@ function main(): void {
     process.exit(100);
   }
   logFormat = config.logFormat;
+  inForce = config;
   const began = process.hrtime.bigint();
   let warm: WarmState;
   try {
-    warm = buildWarm(config);
+    warm = buildWarm(config, snapshot);
+    if (config.warmup !== 'none') warmUp(config.warmup);
   } catch (error) {
     log((error as Error).message);
     process.exit(100);
@@ -365,8 +412,12 @@ function main(): void {
     log((error as Error).message);
     process.exit(111);
   }
+  let stopping = false;
   notifyReady(config.notifyFd); // the listening socket queues connections already
-  const server = new Server(warm, listenFd, log, config);
+  const server = new Server(warm, listenFd, log, config, () => {
+    if (!stopping) freshen(server, args);
+  });
+  watchFiles(server, args);
   const warmMs = Number(process.hrtime.bigint() - began) / 1e6;
   log({
     event: 'listening',
@@ -374,9 +425,9 @@ function main(): void {
       `preloaded: ${config.preload.join(',') || 'nothing'})`,
   });
 
-  let stopping = false;
   const stop = (signal: string) => {
     stopping = true;
+    stopWatching();
     log({ event: 'stopping', message: `${signal}: no longer accepting; ${server.activeRuns} run(s) to finish` });
     fs.rmSync(config.socket, { force: true }); // a new server may start at once
     const timer = setTimeout(() => {
@@ -393,7 +444,7 @@ function main(): void {
   process.once('SIGINT', () => stop('SIGINT'));
   // Handled even while stopping, where it does nothing: its default would kill the server mid-drain.
   process.on('SIGHUP', () => {
-    if (!stopping) rewarm(server, args);
+    if (!stopping) rewarm(server, args, 'SIGHUP');
   });
 }
 

@@ -152,6 +152,7 @@ export function start(options: RunOptions): RunHandle {
   };
 }
 
-export function run(options: RunOptions): Promise<RunResult> {
+/** Like start(), but every failure, a refused connection too, is a rejection. */
+export async function run(options: RunOptions): Promise<RunResult> {
   return start(options).result;
 }

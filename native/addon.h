@@ -26,6 +26,10 @@ int fd_argument(napi_env env, napi_callback_info info, int *fd);
 /* Adds a function to `exports`. */
 void export_function(napi_env env, napi_value exports, const char *name, napi_callback cb);
 
+/* The most supplementary groups --as-peer carries over (the kernel allows
+ * 65536; a few hundred is already rare). */
+#define MAX_GROUPS 1024
+
 void register_sockets(napi_env env, napi_value exports);
 void register_runner(napi_env env, napi_value exports);
 void register_stdlib(napi_env env, napi_value exports);

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -61,6 +62,20 @@ int reset_all_signals(void)
     return sigprocmask(SIG_UNBLOCK, &all, NULL);
 }
 
+/* The server's pid, as the runner saw it at fork. */
+static pid_t server_pid;
+
+/* Die with the server: a runner must not outlive it. Checked after arming,
+ * in case the server died just before. */
+static int die_with_server(void)
+{
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+        return -1;
+    if (getppid() != server_pid)
+        _exit(127);
+    return 0;
+}
+
 /* The child's first steps, before any JavaScript runs in it. */
 static void become_runner(pid_t server)
 {
@@ -68,10 +83,9 @@ static void become_runner(pid_t server)
         runner_fail("sigprocmask");
     if (setsid() < 0)
         runner_fail("setsid");
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+    server_pid = server;
+    if (die_with_server() < 0)
         runner_fail("prctl(PR_SET_PDEATHSIG)");
-    if (getppid() != server) /* the server died before prctl took effect */
-        _exit(127);
 }
 
 static napi_value js_fork_warm(napi_env env, napi_callback_info info)
@@ -119,7 +133,7 @@ static napi_value js_reap_children(napi_env env, napi_callback_info info)
 static int read_int_array(napi_env env, napi_value array, int *out, uint32_t max, uint32_t *count)
 {
     if (napi_get_array_length(env, array, count) != napi_ok || *count > max) {
-        napi_throw_range_error(env, NULL, "expected an array of at most 253 descriptors");
+        napi_throw_range_error(env, NULL, "expected an array of integers, not too long");
         return 0;
     }
     for (uint32_t i = 0; i < *count; i++) {
@@ -346,6 +360,39 @@ static napi_value js_catch_interrupt(napi_env env, napi_callback_info info)
     return view;
 }
 
+/* becomeUser(uid, gid, groups): the runner takes on the client's identity
+ * (--as-peer) for good: groups, then gid, then uid, each checked, before any
+ * of the client's code runs. A failure must stop the run, never let it go on
+ * as the server's user. */
+static napi_value js_become_user(napi_env env, napi_callback_info info)
+{
+    size_t argc = 3;
+    napi_value argv[3];
+    int uid, gid, groups[MAX_GROUPS];
+    gid_t gids[MAX_GROUPS];
+    uint32_t n;
+    napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+    if (!arg_int(env, argv[0], &uid) || !arg_int(env, argv[1], &gid) ||
+        !read_int_array(env, argv[2], groups, MAX_GROUPS, &n))
+        return NULL;
+    for (uint32_t i = 0; i < n; i++)
+        gids[i] = (gid_t)groups[i];
+    if (setgroups(n, gids) < 0)
+        return throw_errno(env, "setgroups");
+    if (setgid((gid_t)gid) < 0)
+        return throw_errno(env, "setgid");
+    if (setuid((uid_t)uid) < 0)
+        return throw_errno(env, "setuid");
+    if (getuid() != (uid_t)uid || geteuid() != (uid_t)uid || getgid() != (gid_t)gid) {
+        errno = EPERM;
+        return throw_errno(env, "becoming the client's user");
+    }
+    /* A change of credentials clears the parent-death signal: arm it again. */
+    if (die_with_server() < 0)
+        return throw_errno(env, "prctl(PR_SET_PDEATHSIG)");
+    return NULL;
+}
+
 /* lua.c's laction is undone after each chunk: outside Lua code SIGINT kills. */
 static napi_value js_release_interrupt(napi_env env, napi_callback_info info)
 {
@@ -369,4 +416,5 @@ void register_runner(napi_env env, napi_value exports)
     export_function(env, exports, "exit", js_exit);
     export_function(env, exports, "catchInterrupt", js_catch_interrupt);
     export_function(env, exports, "releaseInterrupt", js_release_interrupt);
+    export_function(env, exports, "becomeUser", js_become_user);
 }

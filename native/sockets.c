@@ -357,6 +357,24 @@ static napi_value js_shutdown_write(napi_env env, napi_callback_info info)
     return NULL;
 }
 
+/* The peer's supplementary groups (SO_PEERGROUPS), for --as-peer. */
+static napi_value js_peer_groups(napi_env env, napi_callback_info info)
+{
+    napi_value result;
+    gid_t groups[MAX_GROUPS];
+    socklen_t len = sizeof groups;
+    int fd;
+    if (!fd_argument(env, info, &fd))
+        return NULL;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+        return throw_errno(env, errno == ERANGE ? "getsockopt(SO_PEERGROUPS): more than 1024 groups"
+                                                : "getsockopt(SO_PEERGROUPS)");
+    napi_create_array_with_length(env, len / sizeof(gid_t), &result);
+    for (size_t i = 0; i < len / sizeof(gid_t); i++)
+        napi_set_element(env, result, (uint32_t)i, int_value(env, (int)groups[i]));
+    return result;
+}
+
 static napi_value js_close(napi_env env, napi_callback_info info)
 {
     int fd;
@@ -378,6 +396,7 @@ void register_sockets(napi_env env, napi_value exports)
     export_function(env, exports, "pollReadable", js_poll_readable);
     export_function(env, exports, "pollStop", js_poll_stop);
     export_function(env, exports, "peerCredentials", js_peer_credentials);
+    export_function(env, exports, "peerGroups", js_peer_groups);
     export_function(env, exports, "socketPair", js_socket_pair);
     export_function(env, exports, "waitReadable", js_wait_readable);
     export_function(env, exports, "shutdownWrite", js_shutdown_write);

@@ -37,6 +37,8 @@ export interface Native {
   pollStop(handle: PollHandle): void;
   /** The peer's pid, uid and gid (SO_PEERCRED). */
   peerCredentials(fd: number): { pid: number; uid: number; gid: number };
+  /** The peer's supplementary groups (SO_PEERGROUPS). */
+  peerGroups(fd: number): number[];
   close(fd: number): void;
   /** socketpair(AF_UNIX, SOCK_STREAM), both ends blocking and close-on-exec. */
   socketPair(): [number, number];
@@ -66,6 +68,8 @@ export interface Native {
    * restores the default action, so a second one kills. The returned array
    * views that flag (shared with the handler). */
   catchInterrupt(): Int32Array;
+  /** setgroups, setgid, setuid, each checked: the runner becomes the client (--as-peer). */
+  becomeUser(uid: number, gid: number, groups: number[]): void;
   /** SIGINT back to its default action, as lua.c leaves it between chunks. */
   releaseInterrupt(): void;
 }

@@ -21,6 +21,8 @@ export class SparePool {
   constructor(
     private readonly L: LuaState,
     private readonly size: number,
+    /** Runners become their client's user (--as-peer). */
+    private readonly asPeer: boolean,
   ) {}
 
   /** A waiting spare, or a new one when the pool is empty. */
@@ -61,7 +63,7 @@ export class SparePool {
     const [line, spareEnd] = native.socketPair();
     flushAll(); // a runner must not inherit (and repeat) buffered server output
     const pid = native.forkWarm();
-    if (pid === 0) serveAsSpare(this.L, spareEnd);
+    if (pid === 0) serveAsSpare(this.L, spareEnd, this.asPeer);
     native.close(spareEnd);
     return { pid, line };
   }

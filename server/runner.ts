@@ -62,13 +62,16 @@ function reportTo(line: number, connection: number, status: number): void {
   native.shutdownWrite(connection); // the server's own EXITED would only repeat it
 }
 
-/** Takes on the client's identity: fds, cwd, environment. */
-function specialise(job: Job, line: number): void {
+/** Takes on the client's identity: fds, (with --as-peer) user, cwd, environment. */
+function specialise(job: Job, line: number, asPeer: boolean): void {
   // installFds also closes the rest, so a stray use of the server's epoll
   // fd or sockets fails with EBADF instead of corrupting the server.
   const [connection, ownLine] = native.installFds(job.clientFds, job.request.fdNumbers, [job.connection, line]);
   setStatusReporter((status) => reportTo(ownLine, connection, status));
   resetStdio(); // fd 1 is the client's now: a pipe where the server had a tty
+  // Before the chdir, so that the client's own permissions decide it; after
+  // the fds, so that a failure is reported on the client's stderr.
+  if (asPeer) becomeClientUser(connection);
   try {
     native.chdir(job.request.cwd);
   } catch (error) {
@@ -77,14 +80,21 @@ function specialise(job: Job, line: number): void {
   native.replaceEnv(job.request.env);
 }
 
+/** --as-peer: the client's uid, gid and groups, read from its connection,
+ * before anything of the client's runs. */
+function becomeClientUser(connection: number): void {
+  const { uid, gid } = native.peerCredentials(connection);
+  native.becomeUser(uid, gid, native.peerGroups(connection));
+}
+
 /** The life of a spare runner, from fork to _exit. Never returns. */
-export function serveAsSpare(L: LuaState, lineFd: number): never {
+export function serveAsSpare(L: LuaState, lineFd: number, asPeer: boolean): never {
   let status = 1;
   try {
     // Drop the server's descriptors now, while nobody waits for this runner.
     const [line] = native.installFds([], [], [lineFd]);
     const job = awaitJob(line);
-    specialise(job, line);
+    specialise(job, line, asPeer);
     status = luaMain(L, job.request.argv);
   } catch (error) {
     report((error as Error).message);

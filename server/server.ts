@@ -60,6 +60,8 @@ export interface ServerOptions extends AccessOptions {
   queueTimeoutMs: number;
   /** A run still alive after this long has its process group killed. */
   maxRuntimeMs?: number;
+  /** Runners become their client's user (the server runs as root). */
+  asPeer: boolean;
 }
 
 /** The state every runner is forked from, and what status reports of it. */
@@ -214,7 +216,7 @@ export class Server {
      * changed: called before each run is handed to a runner. */
     private readonly freshen: () => void,
   ) {
-    this.pool = new SparePool(warm.L, options.spares);
+    this.pool = new SparePool(warm.L, options.spares, options.asPeer);
     this.pool.refillSoon();
     this.listenPoll = native.pollReadable(listenFd, () => this.acceptAll());
     process.on('SIGCHLD', () => this.reap());
@@ -495,7 +497,7 @@ export class Server {
     this.pool.retireAll();
     this.warm = warm;
     this.options = options;
-    this.pool = new SparePool(warm.L, options.spares);
+    this.pool = new SparePool(warm.L, options.spares, options.asPeer);
     this.pool.refillSoon();
     // --max-runners may have grown. Not at once: a re-warm can come from
     // startRun, whose run has not taken its runner yet.

@@ -27,8 +27,8 @@ const USAGE = `usage: warmluad [options]
   --config FILE         JSON file with any of: socket, preload, luaPath, warmup,
                         drainTimeout, spares, allowUid, allowGid, requestTimeout,
                         notifyFd, logFormat, maxRunners, queueSize, queueTimeout,
-                        maxRuntime; SIGHUP or an edit re-reads it (options given
-                        here win)
+                        maxRuntime, asPeer; SIGHUP or an edit re-reads it
+                        (options given here win)
   --drain-timeout SECS  on SIGTERM, how long running scripts may finish (default 10)
   --spares N            runners forked ahead of demand (default 2)
   --max-runners N       runs at once (default 64); more wait in the queue
@@ -41,6 +41,8 @@ const USAGE = `usage: warmluad [options]
   --allow-uid N[,N]     also serve clients with these uids (default: only the
                         server's own uid)
   --allow-gid N[,N]     also serve clients whose primary gid is one of these
+  --as-peer             (root only) run each script as its client: the peer's
+                        uid, gid and supplementary groups
   --request-timeout SECS  drop a client that has not sent its request by then
                         (default 10)
   --notify-fd N         once serving, write a newline to fd N and close it (s6);
@@ -78,6 +80,7 @@ const configKeys = [
   'queueSize',
   'queueTimeout',
   'maxRuntime',
+  'asPeer',
 ];
 
 function readConfigFile(file: string, snapshot?: Snapshot): Record<string, unknown> {
@@ -202,6 +205,7 @@ export function parseConfig(args: string[], snapshot?: Snapshot): Config {
         'queue-size': { type: 'string' },
         'queue-timeout': { type: 'string' },
         'max-runtime': { type: 'string' },
+        'as-peer': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -230,7 +234,15 @@ export function parseConfig(args: string[], snapshot?: Snapshot): Config {
     queueSize: asInteger(cli['queue-size'] ?? file.queueSize ?? 256, 'queue size', 0, 65536),
     queueTimeoutMs: asPositiveSeconds(cli['queue-timeout'] ?? file.queueTimeout ?? 5, 'queue timeout'),
     maxRuntimeMs: optionalPositiveSeconds(cli['max-runtime'] ?? file.maxRuntime, 'max runtime'),
+    asPeer: asPeerMode(cli['as-peer'] ?? file.asPeer ?? false),
   };
+}
+
+/** --as-peer changes user per run, which only root can do. */
+function asPeerMode(value: unknown): boolean {
+  if (typeof value !== 'boolean') throw new UsageError(`asPeer: expected true or false, got ${value}`);
+  if (value && process.getuid!() !== 0) throw new UsageError('--as-peer needs the server to run as root');
+  return value;
 }
 
 class SystemError extends Error {}

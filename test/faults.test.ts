@@ -8,25 +8,18 @@ import net from 'node:net';
 import path from 'node:path';
 import { run as runClient, WarmluaError } from '../client/client.js';
 import { FrameType, encodeFrame, encodeRun, encodeSignal } from '../server/protocol.js';
-import { bin, run, runShim, start, startServer, tempDir, writeScript, type Outcome, type Server } from './harness.js';
+import { bin, run, runShim, start, serverStarter, tempDir, writeScript, type Outcome, type Server } from './harness.js';
 
 const dir = tempDir();
 const hello = writeScript(dir, 'hello.lua', 'print("hello")\n');
 const ok = { stdout: 'hello\n', stderr: '', status: 0 };
 
-const servers: Server[] = [];
+const serve = serverStarter();
 /** Pids this file must not leave behind: clients and runners it made. */
 const started = new Set<number>();
-after(async () => {
-  await Promise.all(servers.map((s) => (s.process.exitCode === null && s.process.signalCode === null ? s.stop() : undefined)));
+after(() => {
   for (const pid of started) if (alive(pid)) process.kill(pid, 'SIGKILL');
 });
-
-async function serve(args: string[] = []): Promise<Server> {
-  const server = await startServer(args);
-  servers.push(server);
-  return server;
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -1,24 +1,15 @@
 // Fresh preloaded code (issue 6): an edit to a preloaded module, to a module
 // it requires or to the config file shows in the very next run, with no wait
 // in between; a client's LUA_PATH that names another file gets that file.
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { runShim, startServer, tempDir, writeScript, type Server } from './harness.js';
+import { runShim, serverStarter, tempDir, writeScript, type Server } from './harness.js';
 
 const TEST_TIMEOUT = 60_000;
 
-const servers: Server[] = [];
-after(async () => {
-  await Promise.all(servers.map((s) => s.stop()));
-});
-
-async function serve(args: string[]): Promise<Server> {
-  const server = await startServer(['--warmup', 'none', ...args]);
-  servers.push(server);
-  return server;
-}
+const serve = serverStarter(['--warmup', 'none']);
 
 /** A module directory: `mod` returns its version joined with `helper`'s. */
 function modules(): string {

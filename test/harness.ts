@@ -2,6 +2,7 @@
 // run one script through lua5.3, the native shim, the JS client and the
 // cold path, so that outputs can be compared byte for byte.
 import { execa, type ResultPromise } from 'execa';
+import { after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -127,3 +128,20 @@ export async function startServer(args: string[] = [], env: Record<string, strin
 
 /** Any command, with the same options and outcome as the runners above. */
 export const run = (file: string, args: string[], o?: RunOptions) => outcome(start(file, args, o));
+
+/** A startServer whose servers are all stopped once the calling test file's
+ * tests are done; call it at the file's top level. `defaultArgs` come first. */
+export function serverStarter(
+  defaultArgs: string[] = [],
+): (args?: string[], env?: Record<string, string>) => Promise<Server> {
+  const servers: Server[] = [];
+  after(async () => {
+    const running = servers.filter((s) => s.process.exitCode === null && s.process.signalCode === null);
+    await Promise.all(running.map((s) => s.stop()));
+  });
+  return async (args = [], env = {}) => {
+    const server = await startServer([...defaultArgs, ...args], env);
+    servers.push(server);
+    return server;
+  };
+}

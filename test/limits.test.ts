@@ -1,12 +1,13 @@
 // warmluad as a service (issue 6, second slice): --max-runners and its
 // queue, --max-runtime, re-warming on SIGHUP and `warmluad status`.
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { run as runClient, WarmluaError } from '../client/client.js';
 import { ErrorCode } from '../server/protocol.js';
-import { bin, run, runShim, startServer, tempDir, writeScript, type Server } from './harness.js';
+import type { StatusReport } from '../server/status.js';
+import { bin, run, runShim, serverStarter, tempDir, writeScript, type Server } from './harness.js';
 
 const TEST_TIMEOUT = 60_000;
 const dir = tempDir();
@@ -15,16 +16,7 @@ const hello = writeScript(dir, 'hello.lua', 'print("hello")\n');
 const busy = (seconds: number, name: string) =>
   writeScript(dir, `busy-${name}.lua`, `local t = os.clock() while os.clock() - t < ${seconds} do end print("${name}")\n`);
 
-const servers: Server[] = [];
-after(async () => {
-  await Promise.all(servers.map((s) => s.stop()));
-});
-
-async function serve(args: string[]): Promise<Server> {
-  const server = await startServer(['--warmup', 'none', ...args]);
-  servers.push(server);
-  return server;
-}
+const serve = serverStarter(['--warmup', 'none']);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -110,16 +102,6 @@ describe('--max-runtime', { timeout: TEST_TIMEOUT }, () => {
   });
 });
 
-interface Report {
-  pid: number;
-  runsServed: number;
-  runsActive: number;
-  runsQueued: number;
-  latencyMs: { p50: number; p99: number } | null;
-  warmStateAgeSeconds: number;
-  preload: string[];
-  rssBytes: number;
-}
 
 async function status(server: Server, json = true): Promise<string> {
   const outcome = await run(bin('warmluad'), ['status', '--socket', server.socket, ...(json ? ['--json'] : [])]);
@@ -127,7 +109,7 @@ async function status(server: Server, json = true): Promise<string> {
   return outcome.stdout;
 }
 
-const report = async (server: Server) => JSON.parse(await status(server)) as Report;
+const report = async (server: Server) => JSON.parse(await status(server)) as StatusReport;
 
 /** A module directory and a config file that preloads from it. */
 function preloadSetup(modules: Record<string, string>, preload: string[]) {

@@ -1,7 +1,7 @@
 // warmluad as a service (issue 6, first slice): who may connect, readiness for
 // s6 and systemd, silent clients, JSON logs and the socket path checks.
 // The credential tests run a client as nobody, so they need root.
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execa } from 'execa';
 import fs from 'node:fs';
@@ -9,7 +9,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { DgramSocket } from 'node-unix-socket';
 import { ErrorCode, FrameReader, FrameType, decodeError } from '../server/protocol.js';
-import { bin, run, runShim, startServer, tempDir, writeScript, type Outcome, type Server } from './harness.js';
+import { bin, run, runShim, serverStarter, tempDir, writeScript, type Outcome, type Server } from './harness.js';
 
 const TEST_TIMEOUT = 60_000;
 const isRoot = process.getuid!() === 0;
@@ -18,16 +18,7 @@ fs.chmodSync(dir, 0o755); // nobody must reach the scripts' directory
 const hello = writeScript(dir, 'hello.lua', 'print("hello")\n');
 fs.chmodSync(hello, 0o644);
 
-const servers: Server[] = [];
-after(async () => {
-  await Promise.all(servers.map((s) => s.stop()));
-});
-
-async function serve(args: string[] = [], env: Record<string, string> = {}): Promise<Server> {
-  const server = await startServer(args, env);
-  servers.push(server);
-  return server;
-}
+const serve = serverStarter();
 
 /** Until `predicate` holds, or fails the test after `ms`. */
 async function waitFor(what: string, predicate: () => boolean, ms = 10_000): Promise<void> {

@@ -329,7 +329,9 @@ describe('protocol fuzzing', { timeout: 90_000 }, () => {
     const next = fuzzer(seed);
     const server = await serve(['--warmup', 'none']);
     const pid = server.process.pid!;
-    const context = () => `seed ${seed} (WARMLUA_FUZZ_SEED replays it)`;
+    const context = () =>
+      `seed ${seed} (WARMLUA_FUZZ_SEED replays it); server exit ${server.process.exitCode} ` +
+      `signal ${server.process.signalCode}; its log ends:\n${server.log().slice(-1500)}`;
 
     // The warm-up batch: the server's heap grows to its working size over
     // the first few thousand connections (about 58 to 63 MiB here), and

@@ -27,6 +27,7 @@ import { LatencyRecord, type StatusReport } from './status.js';
 /** How long a runner whose client went away has between SIGHUP and SIGKILL. */
 export const CLIENT_GONE_GRACE_MS = 1000;
 const RECV_CHUNK = 64 * 1024;
+const ACCEPT_PAUSE_MS = 100;
 
 /** One log line: `message` is the text format's whole line; the other
  * fields repeat its facts for the JSON format. */
@@ -197,7 +198,8 @@ function scriptName(argv: Buffer[]): string {
 }
 
 export class Server {
-  private readonly listenPoll: PollHandle;
+  /** Null while accepting is paused after an error. */
+  private listenPoll: PollHandle | null;
   private readonly runs = new Map<number, Connection>();
   /** Requests waiting for a runner, oldest first. */
   private queue: Connection[] = [];
@@ -227,9 +229,21 @@ export class Server {
   }
 
   private acceptAll(): void {
-    for (let fd = native.accept(this.listenFd); fd >= 0; fd = native.accept(this.listenFd)) {
-      const conn = new Connection(fd, this, this.options.requestTimeoutMs);
-      this.checkPeer(conn);
+    try {
+      for (let fd = native.accept(this.listenFd); fd >= 0; fd = native.accept(this.listenFd)) {
+        const conn = new Connection(fd, this, this.options.requestTimeoutMs);
+        this.checkPeer(conn);
+      }
+    } catch (error) {
+      // EMFILE, ENOMEM...: the server must not die of it. The client waits in
+      // the backlog; accepting pauses briefly, as the socket stays readable
+      // and would otherwise spin (and flood the log) until the cause passes.
+      this.log({ event: 'error', message: `cannot accept, pausing ${ACCEPT_PAUSE_MS} ms: ${(error as Error).message}` });
+      if (this.listenPoll) native.pollStop(this.listenPoll);
+      this.listenPoll = null;
+      setTimeout(() => {
+        if (this.accepting && !this.listenPoll) this.listenPoll = native.pollReadable(this.listenFd, () => this.acceptAll());
+      }, ACCEPT_PAUSE_MS);
     }
   }
 
@@ -477,7 +491,8 @@ export class Server {
   stopAccepting(onIdle: () => void): void {
     if (this.accepting) {
       this.accepting = false;
-      native.pollStop(this.listenPoll);
+      if (this.listenPoll) native.pollStop(this.listenPoll);
+      this.listenPoll = null;
       native.close(this.listenFd);
     }
     this.pool.retireAll();

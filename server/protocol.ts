@@ -131,23 +131,26 @@ class PayloadCursor {
   private offset = 0;
   constructor(private readonly bytes: Buffer) {}
 
-  u32(what: string): number {
-    if (this.offset + 4 > this.bytes.length) {
-      throw new ProtocolError(ErrorCode.malformed, `request truncated in ${what}`);
-    }
+  /** `index` names the entry of a list for the error (argv[3]); the name is
+   * only built then, not for every field of every request. */
+  u32(what: string, index?: number): number {
+    if (this.offset + 4 > this.bytes.length) this.truncated(what, index);
     const value = this.bytes.readUInt32LE(this.offset);
     this.offset += 4;
     return value;
   }
 
-  string(what: string): Buffer {
-    const length = this.u32(what);
-    if (this.offset + length > this.bytes.length) {
-      throw new ProtocolError(ErrorCode.malformed, `request truncated in ${what}`);
-    }
+  string(what: string, index?: number): Buffer {
+    const length = this.u32(what, index);
+    if (this.offset + length > this.bytes.length) this.truncated(what, index);
     const s = this.bytes.subarray(this.offset, this.offset + length);
     this.offset += length;
     return s;
+  }
+
+  private truncated(what: string, index?: number): never {
+    const name = index === undefined ? what : `${what}[${index}]`;
+    throw new ProtocolError(ErrorCode.malformed, `request truncated in ${name}`);
   }
 
   end(): void {
@@ -176,10 +179,10 @@ export function decodeRun(payload: Buffer): RunRequest {
   if (cwd.length === 0 || cwd[0] !== 0x2f) {
     throw new ProtocolError(ErrorCode.malformed, 'cwd is not an absolute path');
   }
-  const argv = Array.from({ length: argc }, (_, i) => cursor.string(`argv[${i}]`));
+  const argv = Array.from({ length: argc }, (_, i) => cursor.string('argv', i));
   if (argv.length === 0) throw new ProtocolError(ErrorCode.malformed, 'argv is empty');
-  const env = Array.from({ length: envc }, (_, i) => cursor.string(`env[${i}]`));
-  const fdNumbers = Array.from({ length: fdc }, (_, i) => cursor.u32(`fd[${i}]`));
+  const env = Array.from({ length: envc }, (_, i) => cursor.string('env', i));
+  const fdNumbers = Array.from({ length: fdc }, (_, i) => cursor.u32('fd', i));
   cursor.end();
   for (const b of [cwd, ...argv, ...env]) {
     if (b.includes(0)) throw new ProtocolError(ErrorCode.malformed, 'a string contains a NUL byte');

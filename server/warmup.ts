@@ -26,12 +26,29 @@ const PROTOCOL_WARMUP_REQUESTS = 2000;
 /** Runs `file` through luaMain in a scratch state: a fresh one, or one made
  * by `makeState` (the server's, with the same modules preloaded). */
 export function warmUp(file: string, makeState: () => LuaState = newState, runs = WARMUP_RUNS): void {
-  const S = makeState();
   const argv = ['warmluad', file].map((a) => Buffer.from(a));
-  for (let i = 0; i < runs; i++) {
-    if (luaMain(S, argv) !== 0) throw new Error(`warm-up script ${file} failed (see above)`);
-  }
+  runScript(makeState(), argv, runs);
   warmUpProtocol(argv);
+  collectGarbage();
+}
+
+function runScript(S: LuaState, argv: Buffer[], runs: number): void {
+  for (let i = 0; i < runs; i++) {
+    if (luaMain(S, argv) !== 0) throw new Error(`warm-up script ${argv[1]} failed (see above)`);
+  }
+}
+
+/** The warm-up leaves its scratch state and much of what its runs made in
+ * the old generation, and every fork copies the page tables of all of it.
+ * The first full collection frees it, the second compacts what is left so
+ * that V8 can hand the emptied pages back. Measured with the bench's server
+ * (four modules preloaded): 84 MB of anonymous memory without, 50 MB with,
+ * and a fork 2.5-3.0 ms instead of 4.6-4.8. `gc` is there when node runs
+ * with --expose-gc, as bin/warmluad starts it. */
+function collectGarbage(): void {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  gc?.();
 }
 
 /** Decodes a request like a client's (this process's own environment) as

@@ -15,7 +15,7 @@ import { Server, type LogEntry, type ServerOptions, type WarmState } from './ser
 import { Snapshot, watchSnapshot } from './freshness.js';
 import { statusMain } from './status.js';
 import { PreloadError, createLuaState } from './warm.js';
-import { BUILTIN_WARMUP, warmUp } from './warmup.js';
+import { BUILTIN_WARMUP, warmAfterRebuild, warmAround } from './warmup.js';
 
 const USAGE = `usage: warmluad [options]
        warmluad status [--socket PATH] [--json]   (ask a running server)
@@ -352,8 +352,9 @@ function watchFiles(server: Server, args: string[]): void {
 
 /** Re-reads the config and re-warms. A config that no longer parses leaves
  * the old one in force, but the modules are still read afresh. Socket and
- * notify fd are bound at start and stay. The V8 warm-up is not run again:
- * the server's compiled code is the same. */
+ * notify fd are bound at start and stay. The V8 warm-up's later passes run
+ * again (server/warmup.ts), since building a state throws some of its
+ * optimised code away. */
 function rewarm(server: Server, args: string[], why: string): void {
   const began = process.hrtime.bigint();
   const next = new Snapshot();
@@ -370,6 +371,13 @@ function rewarm(server: Server, args: string[], why: string): void {
   } catch (error) {
     log({ event: 'rewarm-failed', message: `${why}: re-warm failed, keeping the old state: ${(error as Error).message}` });
     return watchFiles(server, args);
+  }
+  if (inForce.warmup !== 'none') {
+    try {
+      warmAfterRebuild(inForce.warmup);
+    } catch (error) {
+      log({ event: 'rewarm-failed', message: `${why}: warm-up failed, serving anyway: ${(error as Error).message}` });
+    }
   }
   logFormat = inForce.logFormat;
   server.rewarm(warm, inForce);
@@ -409,19 +417,14 @@ function main(): void {
   const began = process.hrtime.bigint();
   let warm: WarmState;
   try {
-    // The warm-up comes first, in a scratch state with the same modules
-    // preloaded, so that every path V8 optimises has already seen them.
-    // - Warming after building the warm state left its objects with the
-    //   hidden classes from before the warm-up widened them: every runner
-    //   threw away luaV_execute's optimised code on meeting one ("wrong map").
-    // - Warming before preloading let the modules' own code throw it away in
-    //   the server, so runners ran it unoptimised.
-    // Measured on the bench's module script: 14 ms, then 6.6-8.3 ms. The
-    // modules are thus loaded twice at start-up.
-    if (config.warmup !== 'none') {
-      warmUp(config.warmup, () => createLuaState({ preload: config.preload, luaPath: config.luaPath }));
-    }
-    warm = buildWarm(config, snapshot);
+    warm =
+      config.warmup === 'none'
+        ? buildWarm(config, snapshot)
+        : warmAround(
+            config.warmup,
+            () => createLuaState({ preload: config.preload, luaPath: config.luaPath }),
+            () => buildWarm(config, snapshot),
+          );
   } catch (error) {
     log((error as Error).message);
     process.exit(100);

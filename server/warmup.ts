@@ -1,9 +1,27 @@
-// The JIT warm-up: before serving, warmluad runs a Lua script through lua.c's
-// main (luaMain) many times in a scratch state, so that V8 compiles and
-// optimises fengari's lexer, parser and VM and the interpreter's own paths
-// once, in the server, for every runner to inherit instead of compiling them
-// again. It decodes requests the same way, for the code both the server and
-// every runner run on each request. The warm state itself is left untouched.
+// The JIT warm-up: warmluad runs a Lua script through lua.c's main (luaMain)
+// many times in scratch states, so that V8 compiles and optimises fengari's
+// lexer, parser and VM and the interpreter's own paths once, in the server,
+// for every runner to inherit instead of compiling them again. It decodes
+// requests the same way, for the code both the server and every runner run
+// on each request. The warm state itself never runs the script.
+//
+// What a runner inherits is V8's state at the fork, so the order matters;
+// each step below was measured with the bench's server (four modules
+// preloaded), on its module script, io.lines over 10 MB and hello:
+// 1. Warm up in a scratch state with the modules preloaded, before building
+//    the warm state. Warming after it left the warm state's objects with
+//    hidden classes older than the ones the warm-up widened, and every runner
+//    threw away luaV_execute's optimised code on meeting them ("wrong map"):
+//    the module script took 14 ms instead of 7-10.
+// 2. Building the warm state still throws some optimised code away, so a
+//    second, shorter pass follows it: io.lines 390 ms instead of 495-500,
+//    the module script 7-9 ms instead of 10.7-10.9.
+// 3. Collect garbage after each pass, then a few more runs. The passes leave
+//    tens of MB in the old generation and every fork copies its page tables:
+//    the server had 37-57 MB of anonymous memory instead of 68-84, a fork
+//    took 2.5-3.0 ms instead of 4.6-4.8. But runners forked right after a
+//    full collection ran hello in 14-16 ms instead of 3; a few runs after it
+//    put that right.
 import path from 'node:path';
 import type { LuaState } from 'fengari';
 import { luaMain } from './interpreter.js';
@@ -13,42 +31,46 @@ import { newState } from './warm.js';
 
 export const BUILTIN_WARMUP = path.join(projectRoot, 'server/lua/warmup.lua');
 
-/** Measured with the built-in script: a small script's first luaMain took
- * 5.5 ms after a warm-up that ran the chunk without luaMain, 0.3 ms from the
- * second call on; 100 runs cost about 1.5 s once, at start-up. */
-export const WARMUP_RUNS = 100;
+/** Runs of each pass. The built-in script's first luaMain took 5.5 ms after a
+ * warm-up that ran the chunk without luaMain, 0.3 ms from the second call on.
+ * With four modules preloaded, start-up takes about 3 s in all. */
+const FIRST_PASS_RUNS = 100;
+const SECOND_PASS_RUNS = 30;
+const SETTLING_RUNS = 15;
 
 /** Enough requests for V8 to optimise the decoder (and the Buffer methods
  * it calls) rather than for every runner to do it: measured, a runner spent
  * 1.7 ms optimising Buffer's indexOf while decoding its job. */
 const PROTOCOL_WARMUP_REQUESTS = 2000;
 
-/** Runs `file` through luaMain in a scratch state: a fresh one, or one made
- * by `makeState` (the server's, with the same modules preloaded). */
-export function warmUp(file: string, makeState: () => LuaState = newState, runs = WARMUP_RUNS): void {
+/** Builds the warm state with `build`, warming V8 before and after it with
+ * the Lua script `file` (steps 1-3 above). `withModules` makes a scratch
+ * state with the warm state's modules preloaded. */
+export function warmAround<T>(file: string, withModules: () => LuaState, build: () => T): T {
   const argv = ['warmluad', file].map((a) => Buffer.from(a));
-  runScript(makeState(), argv, runs);
+  runScript(withModules(), argv, FIRST_PASS_RUNS);
   warmUpProtocol(argv);
   collectGarbage();
+  const built = build();
+  settle(argv);
+  return built;
+}
+
+/** Steps 2 and 3 alone, after a re-warm has built a new warm state. */
+export function warmAfterRebuild(file: string): void {
+  settle(['warmluad', file].map((a) => Buffer.from(a)));
+}
+
+function settle(argv: Buffer[]): void {
+  runScript(newState(), argv, SECOND_PASS_RUNS);
+  collectGarbage();
+  runScript(newState(), argv, SETTLING_RUNS);
 }
 
 function runScript(S: LuaState, argv: Buffer[], runs: number): void {
   for (let i = 0; i < runs; i++) {
     if (luaMain(S, argv) !== 0) throw new Error(`warm-up script ${argv[1]} failed (see above)`);
   }
-}
-
-/** The warm-up leaves its scratch state and much of what its runs made in
- * the old generation, and every fork copies the page tables of all of it.
- * The first full collection frees it, the second compacts what is left so
- * that V8 can hand the emptied pages back. Measured with the bench's server
- * (four modules preloaded): 84 MB of anonymous memory without, 50 MB with,
- * and a fork 2.5-3.0 ms instead of 4.6-4.8. `gc` is there when node runs
- * with --expose-gc, as bin/warmluad starts it. */
-function collectGarbage(): void {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  gc?.();
-  gc?.();
 }
 
 /** Decodes a request like a client's (this process's own environment) as
@@ -64,4 +86,13 @@ function warmUpProtocol(argv: Buffer[]): void {
     encodeStarted(i);
     encodeExited({ how: 'exited', code: 0 });
   }
+}
+
+/** Two full collections: the first frees the passes' garbage, the second
+ * compacts what is left so that V8 can hand the emptied pages back. `gc` is
+ * there when node runs with --expose-gc, as bin/warmluad starts it. */
+function collectGarbage(): void {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  gc?.();
 }

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -97,6 +99,27 @@ static napi_value js_fork_warm(napi_env env, napi_callback_info info)
     pid = fork();
     if (pid < 0)
         return throw_errno(env, "fork");
+    if (pid == 0)
+        become_runner(server);
+    napi_create_int32(env, pid, &result);
+    return result;
+}
+
+/* For the forker, a child of the server that does nothing but fork spares:
+ * a spare whose parent is the server itself (CLONE_PARENT), so that the
+ * server reaps it, sees how it died, and is the parent its PDEATHSIG
+ * watches. glibc's fork() cannot ask for that, hence the raw clone; it skips
+ * fork()'s atfork handlers, which the single-threaded forker, blocked in its
+ * own loop and holding no lock, does not need. */
+static napi_value js_fork_sibling(napi_env env, napi_callback_info info)
+{
+    napi_value result;
+    pid_t server = getppid(), pid;
+    (void)info;
+    mark_all_mappings_forkable();
+    pid = (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, NULL, NULL, NULL, NULL);
+    if (pid < 0)
+        return throw_errno(env, "clone");
     if (pid == 0)
         become_runner(server);
     napi_create_int32(env, pid, &result);
@@ -408,6 +431,7 @@ static napi_value js_release_interrupt(napi_env env, napi_callback_info info)
 void register_runner(napi_env env, napi_value exports)
 {
     export_function(env, exports, "forkWarm", js_fork_warm);
+    export_function(env, exports, "forkSibling", js_fork_sibling);
     export_function(env, exports, "reapChildren", js_reap_children);
     export_function(env, exports, "installFds", js_install_fds);
     export_function(env, exports, "chdir", js_chdir);

@@ -51,6 +51,9 @@ export interface Native {
    * In the child: new session, all signals default and unblocked, and
    * SIGKILL when the parent dies. Returns the pid, or 0 in the child. */
   forkWarm(): number;
+  /** forkWarm for a child of the server (the forker): the new process is the
+   * server's child too (CLONE_PARENT), a sibling of the caller. */
+  forkSibling(): number;
   /** Reaps every child that has ended (waitpid -1, WNOHANG). */
   reapChildren(): Reaped[];
   /** Installs fds[i] at number targets[i], moves the (at most two) `keep` fds

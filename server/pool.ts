@@ -1,9 +1,18 @@
 // Spare runners: children forked ahead of demand that wait, blocked, for a
 // job (the idea of Android's USAP pool). A connection takes one, so neither
-// the fork nor the runner's first steps are on its path; the pool refills
-// right after, on a later turn of the loop.
+// the fork nor the runner's first steps are on its path.
+//
+// The pool refills through a forker: a child forked once, from the finished
+// warm state, that does nothing but fork spares when asked and hand back
+// their lines. So the server's loop never stops for a fork (2-3 ms here,
+// during which no client could be accepted), its own pages are no longer
+// shared with every new spare (it paid a copy-on-write fault on each page it
+// wrote after every fork), and each fork copies the forker's page tables,
+// which stay as small as at warm-up while the server's grow as it serves.
+// Spares are still the server's children (CLONE_PARENT): it reaps them.
+// Without a forker (it could not start, or died) the server forks itself.
 import type { LuaState } from 'fengari';
-import { native } from './native.js';
+import { native, type PollHandle } from './native.js';
 import { serveAsSpare } from './runner.js';
 import { flushAll } from './stdlib/index.js';
 
@@ -13,17 +22,35 @@ export interface Spare {
   line: number;
 }
 
+/** The server's side of the forker: each byte sent asks for one spare; each
+ * answer is the spare's pid (u32 LE) with its line as SCM_RIGHTS, or pid 0
+ * and no fd when the fork failed. */
+interface Forker {
+  control: number;
+  poll: PollHandle;
+  /** Spares asked for and not yet answered. */
+  asked: number;
+  /** Answer bytes not yet a whole pid, and lines not yet matched to one. */
+  partial: Buffer;
+  lines: number[];
+}
+
+const ANSWER_BYTES = 4;
+
 export class SparePool {
   private spares: Spare[] = [];
   private refillQueued = false;
   private retired = false;
+  private forker: Forker | null;
 
   constructor(
     private readonly L: LuaState,
     private readonly size: number,
     /** Runners become their client's user (--as-peer). */
     private readonly asPeer: boolean,
-  ) {}
+  ) {
+    this.forker = size > 0 ? this.startForker() : null;
+  }
 
   /** A waiting spare, or a new one when the pool is empty. */
   take(): Spare {
@@ -32,13 +59,22 @@ export class SparePool {
     return spare;
   }
 
-  /** Forks spares up to the pool's size, after the current turn of the loop. */
+  /** Asks for spares up to the pool's size, after the current turn of the loop. */
   refillSoon(): void {
     if (this.refillQueued || this.retired) return;
     this.refillQueued = true;
     setImmediate(() => {
       this.refillQueued = false;
-      while (this.spares.length < this.size) this.spares.push(this.fork());
+      if (this.retired) return;
+      const forker = this.forker;
+      const missing = this.size - this.spares.length - (forker?.asked ?? 0);
+      if (missing <= 0) return;
+      if (forker) {
+        native.send(forker.control, Buffer.alloc(missing), []);
+        forker.asked += missing;
+      } else {
+        for (let i = 0; i < missing; i++) this.spares.push(this.fork());
+      }
     });
   }
 
@@ -52,19 +88,109 @@ export class SparePool {
     return true;
   }
 
-  /** Closes every waiting spare's line (each reads the end and exits) and
-   * forks no more. */
+  /** Closes every waiting spare's line (each reads the end and exits), and
+   * the forker's, and forks no more. */
   retireAll(): void {
     this.retired = true;
+    this.stopForker();
     for (const spare of this.spares.splice(0)) native.close(spare.line);
   }
 
+  /** Forks a spare from the server itself. */
   private fork(): Spare {
-    const [line, spareEnd] = native.socketPair();
     flushAll(); // a runner must not inherit (and repeat) buffered server output
-    const pid = native.forkWarm();
-    if (pid === 0) serveAsSpare(this.L, spareEnd, this.asPeer);
-    native.close(spareEnd);
-    return { pid, line };
+    return forkWithLine(native.forkWarm, (end) => serveAsSpare(this.L, end, this.asPeer));
   }
+
+  private startForker(): Forker | null {
+    let control: number;
+    try {
+      flushAll();
+      control = forkWithLine(native.forkWarm, (end) => serveAsForker(this.L, end, this.asPeer)).line;
+    } catch {
+      return null; // the server forks its spares itself
+    }
+    const poll = native.pollReadable(control, () => this.readAnswers());
+    return { control, poll, asked: 0, partial: Buffer.alloc(0), lines: [] };
+  }
+
+  private readAnswers(): void {
+    const forker = this.forker;
+    if (!forker) return;
+    for (;;) {
+      const received = native.recv(forker.control, 64 * ANSWER_BYTES);
+      if (received === null) return;
+      if (received.data.length === 0) return this.forkerGone();
+      forker.lines.push(...received.fds);
+      let answers = Buffer.concat([forker.partial, received.data]);
+      for (; answers.length >= ANSWER_BYTES; answers = answers.subarray(ANSWER_BYTES)) {
+        const pid = answers.readUInt32LE(0);
+        forker.asked--;
+        const line = pid > 0 ? forker.lines.shift() : undefined;
+        if (line !== undefined) this.spares.push({ pid, line });
+      }
+      forker.partial = answers;
+    }
+  }
+
+  /** The forker died: the server forks its spares itself from now on. */
+  private forkerGone(): void {
+    this.stopForker();
+    this.refillSoon();
+  }
+
+  private stopForker(): void {
+    const forker = this.forker;
+    if (!forker) return;
+    this.forker = null;
+    native.pollStop(forker.poll);
+    native.close(forker.control);
+    for (const line of forker.lines) native.close(line);
+  }
+}
+
+/** The forker's life: for each byte the server sends, fork a spare (the
+ * server's child, see forkSibling) and send back its pid and line. It ends
+ * when the server closes the control socket. Never returns. */
+function serveAsForker(L: LuaState, controlFd: number, asPeer: boolean): never {
+  const [control] = native.installFds([], [], [controlFd]);
+  for (;;) {
+    native.waitReadable(control);
+    const received = native.recv(control, 64);
+    if (received === null) continue;
+    if (received.data.length === 0) return native.exit(0);
+    for (let i = 0; i < received.data.length; i++) answer(L, control, asPeer);
+  }
+}
+
+/** Forks one spare and tells the server its pid and line (pid 0 and no
+ * line if that failed: the server asks again on its next refill). */
+function answer(L: LuaState, control: number, asPeer: boolean): void {
+  const reply = Buffer.alloc(ANSWER_BYTES);
+  let spare: Spare | undefined;
+  try {
+    spare = forkWithLine(native.forkSibling, (end) => serveAsSpare(L, end, asPeer));
+    reply.writeUInt32LE(spare.pid, 0);
+  } catch {
+    // EAGAIN, ENOMEM...: reply stays pid 0
+  }
+  native.send(control, reply, spare ? [spare.line] : []);
+  if (spare) native.close(spare.line);
+}
+
+/** Forks (with `fork`) a child that lives `life` on its end of a new socket
+ * pair: the child's pid, and the caller's end as its line. */
+function forkWithLine(fork: () => number, life: (childEnd: number) => never): Spare {
+  const [line, childEnd] = native.socketPair();
+  let pid: number;
+  try {
+    pid = fork();
+  } catch (error) {
+    native.close(line);
+    native.close(childEnd);
+    throw error;
+  }
+  if (pid === 0) life(childEnd);
+  native.close(childEnd);
+  return { pid, line };
 }

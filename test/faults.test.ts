@@ -174,6 +174,22 @@ describe('the server killed with SIGKILL mid-run', { timeout: 60_000 }, () => {
   });
 });
 
+describe('the forker killed', { timeout: 30_000 }, () => {
+  test('the server forks its spares itself, keeps serving and leaves no zombie', async () => {
+    const server = await serve(['--warmup', 'none']);
+    const serverPid = server.process.pid!;
+    await waitFor('the forker and two spares', () => childrenOf(serverPid).length >= 3);
+    // The forker is the server's first child: it forks the spares that follow.
+    const startTime = (pid: number) => Number(stat(pid)?.[19]);
+    const [forker] = childrenOf(serverPid).sort((a, b) => startTime(a) - startTime(b) || a - b);
+    process.kill(forker, 'SIGKILL');
+    await waitFor('the forker reaped', () => stat(forker) === null);
+    for (let i = 0; i < 5; i++) assert.deepEqual(await runShim(server.socket, [hello]), ok);
+    await waitFor('two spares again', () => childrenOf(serverPid).filter(alive).length >= 2);
+    assert.deepEqual(childrenOf(serverPid).filter((pid) => !alive(pid)), [], 'zombie children');
+  });
+});
+
 describe('SIGTERM drains', { timeout: 60_000 }, () => {
   test('a running script finishes (exit 0), new clients are turned away, the server exits 0', async () => {
     const server = await serve(['--warmup', 'none']);

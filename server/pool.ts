@@ -48,8 +48,19 @@ export class SparePool {
     private readonly size: number,
     /** Runners become their client's user (--as-peer). */
     private readonly asPeer: boolean,
+    /** Called when `ready` may have become true. */
+    private readonly onReady: () => void,
   ) {
     this.forker = size > 0 ? this.startForker() : null;
+  }
+
+  /** A spare can be taken without the server forking: one is waiting, or
+   * there is no forker to wait for. Otherwise a request had better wait for
+   * the forker than have the server fork too: under load, forks of both
+   * outran the demand and their surplus cost the CPU the runs needed
+   * (measured at 8 clients: 154 runs/s instead of 250). */
+  get ready(): boolean {
+    return this.spares.length > 0 || this.forker === null;
   }
 
   /** A waiting spare, or a new one when the pool is empty. */
@@ -130,6 +141,7 @@ export class SparePool {
         if (line !== undefined) this.spares.push({ pid, line });
       }
       forker.partial = answers;
+      if (this.spares.length > 0) this.onReady();
     }
   }
 
@@ -137,6 +149,7 @@ export class SparePool {
   private forkerGone(): void {
     this.stopForker();
     this.refillSoon();
+    this.onReady();
   }
 
   private stopForker(): void {

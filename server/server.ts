@@ -218,7 +218,7 @@ export class Server {
      * changed: called before each run is handed to a runner. */
     private readonly freshen: () => void,
   ) {
-    this.pool = new SparePool(warm.L, options.spares, options.asPeer);
+    this.pool = new SparePool(warm.L, options.spares, options.asPeer, () => this.startQueued());
     this.pool.refillSoon();
     this.listenPoll = native.pollReadable(listenFd, () => this.acceptAll());
     process.on('SIGCHLD', () => this.reap());
@@ -296,7 +296,8 @@ export class Server {
     );
   }
 
-  /** Starts the run now, or queues it while --max-runners are running. */
+  /** Starts the run now, or queues it while --max-runners are running or
+   * the forker has yet to deliver a spare. */
   private requestRun(conn: Connection, request: RunRequest, payload: Buffer): void {
     if (conn.receivedFds.length !== request.fdNumbers.length) {
       throw new ProtocolError(
@@ -306,17 +307,22 @@ export class Server {
     }
     conn.gotRequest();
     const { maxRunners, queueSize, queueTimeoutMs } = this.options;
-    if (this.runs.size < maxRunners) return this.startRun(conn, request, payload, []);
+    if (this.runs.size < maxRunners && this.pool.ready) return this.startRun(conn, request, payload, []);
     if (this.queue.length >= queueSize) {
-      throw new ProtocolError(ErrorCode.busy, `all ${this.runs.size} runners in use and the queue is full`);
+      throw new ProtocolError(ErrorCode.busy, `${this.waitReason()} and the queue is full`);
     }
     const timer = setTimeout(() => {
       this.unqueue(conn);
-      const message = `all ${this.runs.size} runners in use, and none came free within ${queueTimeoutMs / 1000} s`;
+      const message = `${this.waitReason()}, and none came free within ${queueTimeoutMs / 1000} s`;
       this.onConnectionError(conn, new ProtocolError(ErrorCode.busy, message));
     }, queueTimeoutMs);
     conn.queued = { request, payload, signals: [], timer };
     this.queue.push(conn);
+  }
+
+  /** Why requests wait: --max-runners, or the forker's next spare. */
+  private waitReason(): string {
+    return this.runs.size >= this.options.maxRunners ? `all ${this.runs.size} runners in use` : 'no spare runner is ready';
   }
 
   private unqueue(conn: Connection): void {
@@ -327,7 +333,7 @@ export class Server {
 
   /** Starts queued requests while runners are free. */
   private startQueued(): void {
-    while (this.accepting && this.runs.size < this.options.maxRunners && this.queue.length) {
+    while (this.accepting && this.runs.size < this.options.maxRunners && this.pool.ready && this.queue.length) {
       const conn = this.queue.shift()!;
       const { request, payload, signals, timer } = conn.queued!;
       clearTimeout(timer);
@@ -512,7 +518,7 @@ export class Server {
     this.pool.retireAll();
     this.warm = warm;
     this.options = options;
-    this.pool = new SparePool(warm.L, options.spares, options.asPeer);
+    this.pool = new SparePool(warm.L, options.spares, options.asPeer, () => this.startQueued());
     this.pool.refillSoon();
     // --max-runners may have grown. Not at once: a re-warm can come from
     // startRun, whose run has not taken its runner yet.

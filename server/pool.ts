@@ -167,6 +167,12 @@ export class SparePool {
  * when the server closes the control socket. Never returns. */
 function serveAsForker(L: LuaState, controlFd: number, asPeer: boolean): never {
   const [control] = native.installFds([], [], [controlFd]);
+  // Every spare starts with an empty young generation. At the forker's fork
+  // it was 5.6 of its 8 MB full, and a run that allocated the rest first had
+  // to copy all of that, in pages shared with the forker (the bench's
+  // generated-module script: 24 ms, 17 ms after this; see bin/warmluad for
+  // --expose-gc). A minor collection: a full one there made runners slower.
+  (globalThis as { gc?: (options: { type: string }) => void }).gc?.({ type: 'minor' });
   for (;;) {
     native.waitReadable(control);
     const received = native.recv(control, 64);

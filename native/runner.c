@@ -90,19 +90,26 @@ static void become_runner(pid_t server)
         runner_fail("prctl(PR_SET_PDEATHSIG)");
 }
 
-static napi_value js_fork_warm(napi_env env, napi_callback_info info)
+/* Forks with `do_fork` once every mapping is forkable again; the child
+ * becomes a runner that dies with `server`. */
+static napi_value fork_runner(napi_env env, pid_t (*do_fork)(void), const char *what, pid_t server)
 {
     napi_value result;
-    pid_t server = getpid(), pid;
-    (void)info;
+    pid_t pid;
     mark_all_mappings_forkable();
-    pid = fork();
+    pid = do_fork();
     if (pid < 0)
-        return throw_errno(env, "fork");
+        return throw_errno(env, what);
     if (pid == 0)
         become_runner(server);
     napi_create_int32(env, pid, &result);
     return result;
+}
+
+static napi_value js_fork_warm(napi_env env, napi_callback_info info)
+{
+    (void)info;
+    return fork_runner(env, fork, "fork", getpid());
 }
 
 /* For the forker, a child of the server that does nothing but fork spares:
@@ -111,19 +118,15 @@ static napi_value js_fork_warm(napi_env env, napi_callback_info info)
  * watches. glibc's fork() cannot ask for that, hence the raw clone; it skips
  * fork()'s atfork handlers, which the single-threaded forker, blocked in its
  * own loop and holding no lock, does not need. */
+static pid_t clone_sibling(void)
+{
+    return (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, NULL, NULL, NULL, NULL);
+}
+
 static napi_value js_fork_sibling(napi_env env, napi_callback_info info)
 {
-    napi_value result;
-    pid_t server = getppid(), pid;
     (void)info;
-    mark_all_mappings_forkable();
-    pid = (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, NULL, NULL, NULL, NULL);
-    if (pid < 0)
-        return throw_errno(env, "clone");
-    if (pid == 0)
-        become_runner(server);
-    napi_create_int32(env, pid, &result);
-    return result;
+    return fork_runner(env, clone_sibling, "clone", getppid());
 }
 
 static napi_value js_reap_children(napi_env env, napi_callback_info info)

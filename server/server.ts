@@ -412,7 +412,15 @@ export class Server {
 
   /** Has the runner written its exit status on its line? It is ending then. */
   private hasReported(run: Run): boolean {
-    run.reported ||= Boolean(native.recv(run.line, 4)?.data.length);
+    if (run.reported) return true;
+    try {
+      run.reported = Boolean(native.recv(run.line, 4)?.data.length);
+    } catch {
+      // ECONNRESET: the runner closed its line with the job still unread
+      // (killed before reading it). It has ended; reap() says how. Thrown
+      // from here, this killed the whole server (found by the fuzz test).
+      run.reported = true;
+    }
     return run.reported;
   }
 

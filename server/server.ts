@@ -307,7 +307,12 @@ export class Server {
     }
     conn.gotRequest();
     const { maxRunners, queueSize, queueTimeoutMs } = this.options;
-    if (this.runs.size < maxRunners && this.pool.ready) return this.startRun(conn, request, payload, []);
+    // With a runner free but no spare ready, the request waits for the
+    // forker while the queue has room; otherwise the server forks one itself.
+    const runnerFree = this.runs.size < maxRunners;
+    if (runnerFree && (this.pool.ready || this.queue.length >= queueSize)) {
+      return this.startRun(conn, request, payload, []);
+    }
     if (this.queue.length >= queueSize) {
       throw new ProtocolError(ErrorCode.busy, `${this.waitReason()} and the queue is full`);
     }

@@ -80,11 +80,17 @@ export class SparePool {
       const forker = this.forker;
       const missing = this.size - this.spares.length - (forker?.asked ?? 0);
       if (missing <= 0) return;
-      if (forker) {
-        native.send(forker.control, Buffer.alloc(missing), []);
-        forker.asked += missing;
-      } else {
-        for (let i = 0; i < missing; i++) this.spares.push(this.fork());
+      try {
+        if (forker) {
+          native.send(forker.control, Buffer.alloc(missing), []);
+          forker.asked += missing;
+        } else {
+          for (let i = 0; i < missing; i++) this.spares.push(this.fork());
+        }
+      } catch {
+        // The forker died (EPIPE): fork here from now on. A fork failed
+        // (EAGAIN): take() tries again, and a run it fails for says why.
+        if (forker) this.forkerGone();
       }
     });
   }
@@ -129,7 +135,12 @@ export class SparePool {
     const forker = this.forker;
     if (!forker) return;
     for (;;) {
-      const received = native.recv(forker.control, 64 * ANSWER_BYTES);
+      let received;
+      try {
+        received = native.recv(forker.control, 64 * ANSWER_BYTES);
+      } catch {
+        return this.forkerGone(); // ECONNRESET: it died with requests unread
+      }
       if (received === null) return;
       if (received.data.length === 0) return this.forkerGone();
       forker.lines.push(...received.fds);
@@ -166,6 +177,16 @@ export class SparePool {
  * server's child, see forkSibling) and send back its pid and line. It ends
  * when the server closes the control socket. Never returns. */
 function serveAsForker(L: LuaState, controlFd: number, asPeer: boolean): never {
+  try {
+    forkOnRequest(L, controlFd, asPeer);
+  } catch {
+    // The server closed or reset the control socket: nobody left to serve.
+    // Returning instead would run the server's own code in this process.
+  }
+  return native.exit(0);
+}
+
+function forkOnRequest(L: LuaState, controlFd: number, asPeer: boolean): void {
   const [control] = native.installFds([], [], [controlFd]);
   // Every spare starts with an empty young generation. At the forker's fork
   // it was 5.6 of its 8 MB full, and a run that allocated the rest first had
@@ -177,7 +198,7 @@ function serveAsForker(L: LuaState, controlFd: number, asPeer: boolean): never {
     native.waitReadable(control);
     const received = native.recv(control, 64);
     if (received === null) continue;
-    if (received.data.length === 0) return native.exit(0);
+    if (received.data.length === 0) return;
     for (let i = 0; i < received.data.length; i++) answer(L, control, asPeer);
   }
 }

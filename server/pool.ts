@@ -33,6 +33,9 @@ interface Forker {
   /** Answer bytes not yet a whole pid, and lines not yet matched to one. */
   partial: Buffer;
   lines: number[];
+  /** Pids reaped while answers were due: maybe spares that died before
+   * their answer came, which must then not be taken for live ones. */
+  reaped: Set<number>;
 }
 
 const ANSWER_BYTES = 4;
@@ -95,10 +98,14 @@ export class SparePool {
     });
   }
 
-  /** Forgets a spare that ended while waiting; false if pid was not one. */
+  /** Forgets a spare that ended while waiting; false if pid was not one.
+   * Called for every ended child that was not running a script. */
   forget(pid: number): boolean {
     const index = this.spares.findIndex((s) => s.pid === pid);
-    if (index < 0) return false;
+    if (index < 0) {
+      if (this.forker && this.forker.asked > 0) this.forker.reaped.add(pid);
+      return false;
+    }
     native.close(this.spares[index].line);
     this.spares.splice(index, 1);
     this.refillSoon();
@@ -128,7 +135,7 @@ export class SparePool {
       return null; // the server forks its spares itself
     }
     const poll = native.pollReadable(control, () => this.readAnswers());
-    return { control, poll, asked: 0, partial: Buffer.alloc(0), lines: [] };
+    return { control, poll, asked: 0, partial: Buffer.alloc(0), lines: [], reaped: new Set() };
   }
 
   private readAnswers(): void {
@@ -149,8 +156,15 @@ export class SparePool {
         const pid = answers.readUInt32LE(0);
         forker.asked--;
         const line = pid > 0 ? forker.lines.shift() : undefined;
-        if (line !== undefined) this.spares.push({ pid, line });
+        if (line === undefined) continue;
+        if (forker.reaped.delete(pid)) {
+          native.close(line); // dead already: ask for another
+          this.refillSoon();
+        } else {
+          this.spares.push({ pid, line });
+        }
       }
+      if (forker.asked === 0) forker.reaped.clear();
       forker.partial = answers;
       if (this.spares.length > 0) this.onReady();
     }

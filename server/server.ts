@@ -440,17 +440,18 @@ export class Server {
   private reap(): void {
     for (const [pid, how, value] of native.reapChildren()) {
       const status: RunStatus = how === 0 ? { how: 'exited', code: value } : { how: 'signaled', signal: value };
-      if (this.pool.forget(pid)) {
-        this.log({
-          event: 'spare-ended',
-          pid,
-          status: describeStatus(status),
-          message: `spare runner pid=${pid} ended while waiting: ${describeStatus(status)}`,
-        });
+      const conn = this.runs.get(pid);
+      if (!conn?.run) {
+        if (this.pool.forget(pid)) {
+          this.log({
+            event: 'spare-ended',
+            pid,
+            status: describeStatus(status),
+            message: `spare runner pid=${pid} ended while waiting: ${describeStatus(status)}`,
+          });
+        }
         continue;
       }
-      const conn = this.runs.get(pid);
-      if (!conn?.run) continue;
       this.runs.delete(pid);
       clearTimeout(conn.run.killTimer);
       clearTimeout(conn.run.runtimeTimer);

@@ -218,8 +218,7 @@ export class Server {
      * changed: called before each run is handed to a runner. */
     private readonly freshen: () => void,
   ) {
-    this.pool = new SparePool(warm.L, options.spares, options.asPeer, () => this.startQueued());
-    this.pool.refillSoon();
+    this.pool = this.newPool();
     this.listenPoll = native.pollReadable(listenFd, () => this.acceptAll());
     process.on('SIGCHLD', () => this.reap());
   }
@@ -336,7 +335,15 @@ export class Server {
     this.queue = this.queue.filter((c) => c !== conn);
   }
 
-  /** Starts queued requests while runners are free. */
+  /** A pool of spares for the current warm state, filling at once; a
+   * spare it gets ready may start a queued request. */
+  private newPool(): SparePool {
+    const pool = new SparePool(this.warm.L, this.options.spares, this.options.asPeer, () => this.startQueued());
+    pool.refillSoon();
+    return pool;
+  }
+
+  /** Starts queued requests while runners are free and a spare is ready. */
   private startQueued(): void {
     while (this.accepting && this.runs.size < this.options.maxRunners && this.pool.ready && this.queue.length) {
       const conn = this.queue.shift()!;
@@ -532,8 +539,7 @@ export class Server {
     this.pool.retireAll();
     this.warm = warm;
     this.options = options;
-    this.pool = new SparePool(warm.L, options.spares, options.asPeer, () => this.startQueued());
-    this.pool.refillSoon();
+    this.pool = this.newPool();
     // --max-runners may have grown. Not at once: a re-warm can come from
     // startRun, whose run has not taken its runner yet.
     setImmediate(() => this.startQueued());

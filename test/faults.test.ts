@@ -186,7 +186,8 @@ describe('the forker killed', { timeout: 30_000 }, () => {
     await waitFor('the forker reaped', () => stat(forker) === null);
     for (let i = 0; i < 5; i++) assert.deepEqual(await runShim(server.socket, [hello]), ok);
     await waitFor('two spares again', () => childrenOf(serverPid).filter(alive).length >= 2);
-    assert.deepEqual(childrenOf(serverPid).filter((pid) => !alive(pid)), [], 'zombie children');
+    // A run that just ended is a zombie until the server's next turn reaps it.
+    await waitFor('no zombie children', () => childrenOf(serverPid).every(alive), 2_000);
   });
 });
 

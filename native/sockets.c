@@ -375,6 +375,40 @@ static napi_value js_peer_groups(napi_env env, napi_callback_info info)
     return result;
 }
 
+/* notify(address, message): one datagram, as sd_notify sends it. An address
+ * that starts with '@' is in the abstract namespace, and its length is exact:
+ * systemd binds "\0name" without padding, and a padded name is another address
+ * (node-unix-socket pads, so it cannot reach one). Never blocks: a supervisor
+ * that does not read must not hold the server. */
+static napi_value js_notify(napi_env env, napi_callback_info info)
+{
+    size_t argc = 2, len;
+    napi_value argv[2];
+    struct sockaddr_un addr;
+    void *message;
+    size_t message_len;
+    ssize_t sent;
+    int fd;
+    napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+    if (!unix_address(env, argv[0], &addr) || !arg_buffer(env, argv[1], &message, &message_len))
+        return NULL;
+    len = strlen(addr.sun_path);
+    if (addr.sun_path[0] == '@')
+        addr.sun_path[0] = '\0';
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return throw_errno(env, "socket");
+    sent = sendto(fd, message, message_len, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&addr,
+                  (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
+    if (sent < 0) {
+        napi_value error = throw_errno(env, "sendto");
+        close(fd);
+        return error;
+    }
+    close(fd);
+    return NULL;
+}
+
 static napi_value js_close(napi_env env, napi_callback_info info)
 {
     int fd;
@@ -400,5 +434,6 @@ void register_sockets(napi_env env, napi_value exports)
     export_function(env, exports, "socketPair", js_socket_pair);
     export_function(env, exports, "waitReadable", js_wait_readable);
     export_function(env, exports, "shutdownWrite", js_shutdown_write);
+    export_function(env, exports, "notify", js_notify);
     export_function(env, exports, "close", js_close);
 }

@@ -39,6 +39,9 @@ export interface Native {
   peerCredentials(fd: number): { pid: number; uid: number; gid: number };
   /** The peer's supplementary groups (SO_PEERGROUPS). */
   peerGroups(fd: number): number[];
+  /** One datagram to a Unix datagram socket, sd_notify's way: '@' starts an
+   * abstract address. Never blocks (EAGAIN when the receiver is full). */
+  notify(address: string, message: Buffer): void;
   close(fd: number): void;
   /** socketpair(AF_UNIX, SOCK_STREAM), both ends blocking and close-on-exec. */
   socketPair(): [number, number];

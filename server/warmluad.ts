@@ -6,7 +6,6 @@
 // conventions: 0 after a clean stop, 100 for a usage or configuration error,
 // 111 when the system refuses (socket in use or another user's, cannot listen).
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { native } from './native.js';
@@ -304,15 +303,11 @@ function notifyReady(notifyFd: number | undefined): void {
   const notifySocket = process.env.NOTIFY_SOCKET;
   delete process.env.NOTIFY_SOCKET; // for this server only, not the scripts it starts
   if (!notifySocket) return;
-  // Loaded only here: most servers never need the addon.
-  const { DgramSocket } = createRequire(import.meta.url)('node-unix-socket') as typeof import('node-unix-socket');
-  const socket = new DgramSocket();
-  const ready = Buffer.from('READY=1');
-  // sendTo on a datagram socket completes, and calls back, before it returns.
-  socket.sendTo(ready, 0, ready.length, notifySocket, (error) => {
-    if (error) log({ event: 'notify', message: `cannot notify ${notifySocket}: ${error.message}` });
-  });
-  socket.close();
+  try {
+    native.notify(notifySocket, Buffer.from('READY=1'));
+  } catch (error) {
+    log({ event: 'notify', message: `cannot notify ${notifySocket}: ${(error as Error).message}` });
+  }
 }
 
 /** Closes the descriptors bin/warmluad held while node started. */

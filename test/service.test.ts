@@ -7,7 +7,6 @@ import { execa } from 'execa';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { DgramSocket } from 'node-unix-socket';
 import { ErrorCode, FrameReader, FrameType, decodeError } from '../server/protocol.js';
 import { bin, run, runShim, serverStarter, tempDir, writeScript, type Outcome, type Server } from './harness.js';
 
@@ -138,22 +137,49 @@ describe('readiness', { timeout: TEST_TIMEOUT }, () => {
     test(`NOTIFY_SOCKET (${kind}): one READY=1 datagram`, async () => {
       const address =
         kind === 'path' ? path.join(tempDir('warmlua-notify-'), 'notify.sock') : `@warmlua-test-${process.pid}`;
-      const receiver = new DgramSocket();
+      const receiver = notifyReceiver(address);
       try {
-        const datagrams: string[] = [];
-        receiver.on('data', (data: Buffer) => datagrams.push(data.toString()));
-        receiver.bind(address);
+        await waitFor('the receiver to bind', () => receiver.datagrams !== null);
         const server = await serve([], { NOTIFY_SOCKET: address });
-        await waitFor('READY=1', () => datagrams.length > 0);
-        assert.deepEqual(datagrams, ['READY=1']);
+        await waitFor('READY=1', () => receiver.datagrams!.length > 0);
+        assert.deepEqual(receiver.datagrams, ['READY=1']);
         assert.deepEqual(await runShim(server.socket, [hello]), { stdout: 'hello\n', stderr: '', status: 0 });
-        assert.deepEqual(datagrams, ['READY=1']);
+        assert.deepEqual(receiver.datagrams, ['READY=1']);
+        if (kind === 'abstract') assert.ok(!fs.existsSync(address), 'an abstract address became a file');
       } finally {
-        receiver.close();
+        receiver.process.kill();
+        await receiver.process.catch(() => {});
       }
     });
   }
 });
+
+/** A datagram socket bound at `address` the way systemd binds its own: by
+ * Python, which gives an abstract ('@') name its exact length. `datagrams` is
+ * null until it is bound, then lists what arrived. */
+function notifyReceiver(address: string) {
+  const program = [
+    'import socket, sys',
+    'address = sys.argv[1]',
+    "address = '\\0' + address[1:] if address.startswith('@') else address",
+    'receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)',
+    'receiver.bind(address)',
+    "print('bound', flush=True)",
+    'while True: print(receiver.recv(4096).hex(), flush=True)',
+  ].join('\n');
+  const child = execa('python3', ['-c', program, address], { buffer: false });
+  const receiver: { process: typeof child; datagrams: string[] | null } = { process: child, datagrams: null };
+  let pending = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    const lines = (pending + chunk.toString()).split('\n');
+    pending = lines.pop()!;
+    for (const line of lines) {
+      if (line === 'bound') receiver.datagrams = [];
+      else receiver.datagrams!.push(Buffer.from(line, 'hex').toString());
+    }
+  });
+  return receiver;
+}
 
 /** Connects and sends nothing; resolves with what the server sent before it
  * closed the connection, and how long that took. */

@@ -310,10 +310,16 @@ function notifyReady(notifyFd: number | undefined): void {
   }
 }
 
-/** Closes the descriptors bin/warmluad held while node started. */
-function releaseHeldFds(): void {
+/** Undoes what bin/warmluad set up for node alone: closes the descriptors it
+ * held while node started, and puts the caller's LD_PRELOAD back. */
+function releaseLauncherState(): void {
   for (const fd of (process.env.WARMLUA_HELD_FDS ?? '').split(' ').filter(Boolean)) native.close(Number(fd));
   delete process.env.WARMLUA_HELD_FDS;
+  const callerPreload = process.env.WARMLUA_CALLER_LD_PRELOAD;
+  if (callerPreload === undefined) return; // not started by bin/warmluad
+  if (callerPreload) process.env.LD_PRELOAD = callerPreload;
+  else delete process.env.LD_PRELOAD;
+  delete process.env.WARMLUA_CALLER_LD_PRELOAD;
 }
 
 /** The Lua state runners are forked from, with every file read to build it
@@ -394,7 +400,7 @@ function freshen(server: Server, args: string[]): void {
 }
 
 function main(): void {
-  releaseHeldFds();
+  releaseLauncherState();
   const args = process.argv.slice(2);
   if (args[0] === 'status') process.exit(statusMain(args.slice(1)));
   snapshot = new Snapshot();

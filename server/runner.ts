@@ -6,6 +6,7 @@
 // returns to the event loop: the loop belongs to the parent
 // (../shared/notes/forking-node.md).
 import fs from 'node:fs';
+import v8 from 'node:v8';
 import type { LuaState } from 'fengari';
 import { exitProcess, setStatusReporter } from './exit.js';
 import { native } from './native.js';
@@ -14,6 +15,16 @@ import { FrameReader, decodeRun, encodeExited, type RunRequest } from './protoco
 import { resetStdio } from './stdlib/index.js';
 
 const RECV_CHUNK = 64 * 1024;
+
+/** V8's default is 3 ticks (a tick: a function ran about 66 KB of its
+ * bytecode). A function the warm-up left just short of that got optimised
+ * in every runner, synchronously: TurboFan compiling table.concat's C
+ * function took most of a module-heavy script's 13 ms (perf). Runners wait
+ * longer, so short scripts run on the server's optimised code and long ones
+ * still get their own: the bench's module script 8.2 ms instead of 13.1,
+ * its generated module 9.6 instead of 16.1, io.lines over 10 MB and a
+ * 3.5 s CPU-bound script unchanged (interleaved A/B; 6 and 20 did as 10). */
+const RUNNER_TICKS_BEFORE_OPTIMIZATION = 10;
 
 /** What the server sends down a spare's line: the RUN frame as the client
  * sent it, with the client's fds and, last, the client's connection. */
@@ -93,6 +104,7 @@ export function serveAsSpare(L: LuaState, lineFd: number, asPeer: boolean): neve
   try {
     // Drop the server's descriptors now, while nobody waits for this runner.
     const [line] = native.installFds([], [], [lineFd]);
+    v8.setFlagsFromString(`--ticks-before-optimization=${RUNNER_TICKS_BEFORE_OPTIMIZATION}`);
     const job = awaitJob(line);
     specialise(job, line, asPeer);
     status = luaMain(L, job.request.argv);

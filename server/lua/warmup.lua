@@ -7,7 +7,9 @@
 -- or a path it has not seen here is thrown away (deoptimised) in the runner,
 -- which then compiles it again, on every run: a module-heavy script took
 -- 14 ms with a narrow warm-up and 7.5 ms with one that covered its paths.
--- So each section below touches one area with every kind of operand.
+-- So each section below touches one area with every kind of operand, and
+-- together they hold every Lua 5.3 instruction but LOADKX and EXTRAARG
+-- (test/warmup.test.ts checks).
 -- It writes only to /dev/null.
 local sink = assert(io.open("/dev/null", "w"))
 local out = {}
@@ -45,6 +47,33 @@ local function comparisons()
   emit(("abc"):sub(5), table.concat({}), ("x"):rep(0), string.format(""), ("abc"):match("()"), tostring(""))
 end
 
+-- Conditions: "if x", "not x", "a and b", "a or b" on a local of every kind
+-- of value (the TEST, TESTSET and NOT instructions), as module code tests
+-- options, results and defaults all the time.
+local function conditions()
+  local values = { nil, false, true, 0, 1.5, "", "s", {}, print, function() end, coroutine.create(print) }
+  local truthy = 0
+  for i = 1, 11 do
+    local v = values[i]
+    if v then truthy = truthy + 1 end
+    if not v then truthy = truthy - 1 end
+    local w = v or "default"
+    local x = v and "set"
+    local y = v and v ~= false or nil
+    local z = not v
+    if v and w then truthy = truthy + 1 elseif v or x then truthy = truthy + 2 else truthy = truthy + 3 end
+    while v and truthy < 0 do truthy = truthy + 1 end
+    emit(w, x, y, z, type(v) == "table" and #v or -1)
+  end
+  local function option(opts, name, default)
+    opts = opts or {}
+    local value = opts[name]
+    if value == nil then value = default end
+    return value, not value
+  end
+  emit(option(nil, "a", 1), option({ a = false }, "a", true), option({ b = 2 }, "b"), truthy)
+end
+
 -- Tables: array and hash parts, length, every library function.
 local function tables()
   local list, map = {}, {}
@@ -76,6 +105,8 @@ local function strings()
   emit(text:match("(%d+)%.(%d+)"), text:match("%[(.-)%]"), text:match("%b()"), text:match("()jumps()"))
   emit(text:match("%f[%a]%a+"), text:match("[%u][%l]*"), text:match("[^%s]+$"), text:match("%s*(%S+)"))
   emit(text:match("[A-Z]%w-,"), text:match("%p"), text:match("%x+"), text:match("%c") == nil)
+  emit(text:match("[%w_%-%.]+"), text:match("[%[%]%(%)]"), text:match("%;%s"), ("a%b"):gsub("%%", "%%%%"))
+  emit(("a\0b\1"):gsub("[%z\1-\31\"\\\127]", "?"), ("a\0"):find("%z"), ("x"):find(""), ("x"):match("()", 2))
   emit(text:gsub("o", "0"), text:gsub("(%w+)", "<%1>", 3), text:gsub("%s+", " "))
   emit(text:gsub("%a+", { quick = "slow", lazy = false }), text:gsub("%d", function(d) return d * 2 end))
   emit(text:gsub("", "-", 2), ("x"):rep(5), ("ab"):rep(3, ","), text:sub(5, 9), text:sub(-4), text:len())
@@ -130,6 +161,7 @@ local function functions()
     return total
   end
   local function many() return 1, "two", 3.0, nil, false end
+  local function three(...) local a, b, c = ... return a, b, c end
   local function counter()
     local n = 0
     return function(step) n = n + (step or 1); return n end
@@ -140,7 +172,7 @@ local function functions()
   tick(); tick(5)
   local t = { many() }
   emit(sum(1, 2, 3.5), sum(), select("#", many()), select(-1, many()), #t, tick(), fib(12), loop(200, 0))
-  emit((many()), table.unpack({ 1, 2, 3 }, 2), string.format("%s %s", many()))
+  emit((many()), table.unpack({ 1, 2, 3 }, 2), string.format("%s %s", many()), three(1), three(1, 2, 3, 4))
   local n = 0
   repeat n = n + 1 until n >= 10
   while n > 0 do n = n // 2 end
@@ -196,6 +228,7 @@ end
 
 arithmetic()
 comparisons()
+conditions()
 tables()
 strings()
 metatables()

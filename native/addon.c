@@ -79,6 +79,7 @@ static napi_value init(napi_env env, napi_value exports)
     register_sockets(env, exports);
     register_runner(env, exports);
     register_stdlib(env, exports);
+    register_prefault(env, exports);
     return exports;
 }
 

@@ -1,7 +1,8 @@
 /* Shared declarations of the warmlua N-API addon.
  * One file per concern: sockets.c (listening, fd passing, polling),
  * runner.c (fork and the runner's process set-up), stdlib.c (what the Lua
- * standard library needs: processes, time). addon.c only registers them. */
+ * standard library needs: processes, time), prefault.c (learned prefaulting
+ * in spares). addon.c only registers them. */
 #ifndef WARMLUA_ADDON_H
 #define WARMLUA_ADDON_H
 
@@ -33,6 +34,7 @@ void export_function(napi_env env, napi_value exports, const char *name, napi_ca
 void register_sockets(napi_env env, napi_value exports);
 void register_runner(napi_env env, napi_value exports);
 void register_stdlib(napi_env env, napi_value exports);
+void register_prefault(napi_env env, napi_value exports);
 
 /* Every signal to its default action and unblocked, as a fresh lua would
  * find them (Node ignores SIGPIPE and handles others). Returns -1 on error. */

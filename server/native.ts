@@ -78,6 +78,17 @@ export interface Native {
   becomeUser(uid: number, gid: number, groups: number[]): void;
   /** SIGINT back to its default action, as lua.c leaves it between chunks. */
   releaseInterrupt(): void;
+
+  // prefault.c
+  /** A new, empty set of learned pages, shared with the children forked
+   * from now on (none if there is no memory for it). */
+  sharePrefaultSet(): void;
+  /** In a spare before its job: writes in the learned pages (and, in the
+   * first runners of a set, notes which pages are its own already). */
+  prefaultLearned(): void;
+  /** After the status is reported: the pages a learning runner made its own
+   * during its job join the set. */
+  learnWrittenPages(): void;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -54,6 +54,7 @@ export class SparePool {
     /** Called when `ready` may have become true. */
     private readonly onReady: () => void,
   ) {
+    native.sharePrefaultSet(); // native/prefault.c: what the spares of this pool learn
     this.forker = size > 0 ? this.startForker() : null;
   }
 

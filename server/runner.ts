@@ -105,6 +105,7 @@ export function serveAsSpare(L: LuaState, lineFd: number, asPeer: boolean): neve
     // Drop the server's descriptors now, while nobody waits for this runner.
     const [line] = native.installFds([], [], [lineFd]);
     v8.setFlagsFromString(`--ticks-before-optimization=${RUNNER_TICKS_BEFORE_OPTIMIZATION}`);
+    native.prefaultLearned(); // the copy-on-write faults earlier runs took, taken now
     const job = awaitJob(line);
     specialise(job, line, asPeer);
     status = luaMain(L, job.request.argv);

@@ -1,0 +1,214 @@
+/* Learned prefaulting: a spare copies, while it waits, the pages that runs
+ * before it had to copy on their client's time.
+ *
+ * A runner shares every page with the warm process it was forked from, and
+ * its first write to each one is a copy-on-write fault: about 3 us each,
+ * some 200 of them in a hello and 650 in the bench's module script. Most
+ * are the same pages run after run (the young generation V8 allocates
+ * into, the Lua state's hot objects, malloc's top). So the first runners
+ * after a (re)warm count the pages they made their own after their job came
+ * (/proc/self/pagemap: present and mapped only here), in a table shared by
+ * all of the server's children, and every spare writes in the pages that
+ * most of them wrote (MADV_POPULATE_WRITE: as if written, contents
+ * unchanged) before its job comes. Pages only some scripts write are left
+ * to them: prefaulting the union of a hello's and a module script's pages
+ * cost hellos more than it saved them. A wrong or stale page only costs a
+ * copy, never correctness. */
+#include "addon.h"
+
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14; older kernels say EINVAL, and nothing is prefaulted */
+#endif
+
+/* Every page prefaulted is private to the spare: this bounds what learning
+ * adds to an idle runner's unique memory (2 MiB). */
+#define PREFAULT_PAGES_MAX 512
+/* Pages counted at most, and the open-addressing table that counts them
+ * (it stays fast up to three quarters full). */
+#define COUNTED_PAGES_MAX 3072
+#define SLOTS 4096
+/* The runs that learn; later ones only prefault, and pay nothing more. */
+#define LEARNING_RUNS 50
+
+#define PAGE 4096UL
+#define PM_PRESENT (1ULL << 63)
+#define PM_EXCLUSIVE (1ULL << 56) /* mapped by this process alone */
+
+struct learned {
+    uint32_t pages;    /* slots in use */
+    uint32_t learners; /* spares that took up learning, up to LEARNING_RUNS */
+    uint32_t lessons;  /* runs that have counted their pages */
+    struct {
+        uint64_t page; /* 0: empty */
+        uint32_t runs; /* how many runs wrote it */
+    } slot[SLOTS];
+};
+
+/* MAP_SHARED: the server's, inherited by the forker, spares and runners. */
+static struct learned *learned;
+/* This runner's own pages when it started waiting (sorted), if it learns. */
+static uint64_t *own_before;
+static size_t own_before_count;
+static int learning;
+
+/* Calls `found(page)` for each page of a private writable mapping that is
+ * present and mapped by this process alone. Returns -1 if /proc failed. */
+static int for_each_own_page(void (*found)(uint64_t page))
+{
+    static uint64_t entries[4096];
+    char line[4096];
+    FILE *maps = fopen("/proc/self/maps", "re");
+    int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (maps == NULL || pagemap < 0) {
+        if (maps != NULL)
+            fclose(maps);
+        if (pagemap >= 0)
+            close(pagemap);
+        return -1;
+    }
+    while (fgets(line, sizeof line, maps) != NULL) {
+        uintptr_t start, end;
+        char perms[5];
+        if (sscanf(line, "%lx-%lx %4s", &start, &end, perms) == 3 && perms[1] == 'w' && perms[3] == 'p') {
+            for (uintptr_t at = start; at < end;) {
+                size_t want = (end - at) / PAGE < 4096 ? (end - at) / PAGE : 4096;
+                ssize_t got = pread(pagemap, entries, want * 8, (off_t)(at / PAGE * 8));
+                if (got <= 0)
+                    break;
+                for (size_t i = 0; i < (size_t)got / 8; i++)
+                    if ((entries[i] & (PM_PRESENT | PM_EXCLUSIVE)) == (PM_PRESENT | PM_EXCLUSIVE))
+                        found(at + i * PAGE);
+                at += (size_t)got / 8 * PAGE;
+            }
+        }
+        while (strchr(line, '\n') == NULL && fgets(line, sizeof line, maps) != NULL)
+            ; /* a line longer than the buffer: skip its tail */
+    }
+    fclose(maps);
+    close(pagemap);
+    return 0;
+}
+
+static void note_own_before(uint64_t page)
+{
+    static size_t capacity;
+    if (own_before_count == capacity) {
+        size_t grown_capacity = capacity * 2 + 1024;
+        uint64_t *grown = realloc(own_before, grown_capacity * sizeof *grown);
+        if (grown == NULL) {
+            learning = 0; /* learning is an optimisation: give it up, not the run */
+            return;
+        }
+        own_before = grown;
+        capacity = grown_capacity;
+    }
+    own_before[own_before_count++] = page; /* /proc lists mappings in order: sorted */
+}
+
+static int was_own_before(uint64_t page)
+{
+    size_t low = 0, high = own_before_count;
+    while (low < high) {
+        size_t mid = (low + high) / 2;
+        if (own_before[mid] == page)
+            return 1;
+        if (own_before[mid] < page)
+            low = mid + 1;
+        else
+            high = mid;
+    }
+    return 0;
+}
+
+/* Counts a page this run wrote, adding it to the table unless that is full.
+ * Runners end concurrently: a slot is claimed with compare-and-swap. */
+static void count_page(uint64_t page)
+{
+    if (was_own_before(page))
+        return;
+    for (uint64_t i = (page / PAGE) * 2654435761u % SLOTS, probes = 0; probes < SLOTS; i = (i + 1) % SLOTS, probes++) {
+        uint64_t seen = __atomic_load_n(&learned->slot[i].page, __ATOMIC_RELAXED);
+        if (seen == 0) {
+            if (__atomic_add_fetch(&learned->pages, 1, __ATOMIC_RELAXED) > COUNTED_PAGES_MAX)
+                return; /* full (the count overshoots harmlessly) */
+            if (!__atomic_compare_exchange_n(&learned->slot[i].page, &seen, page, 0, __ATOMIC_RELAXED,
+                                             __ATOMIC_RELAXED))
+                __atomic_sub_fetch(&learned->pages, 1, __ATOMIC_RELAXED); /* another runner's now */
+            else
+                seen = page;
+        }
+        if (seen == page) {
+            __atomic_add_fetch(&learned->slot[i].runs, 1, __ATOMIC_RELAXED);
+            return;
+        }
+    }
+}
+
+/* sharePrefaultSet(): a new, empty set for the spares forked from now on
+ * (at start and after each re-warm, whose heap is laid out anew). Without
+ * memory for it, spares just do not prefault. */
+static napi_value js_share_prefault_set(napi_env env, napi_callback_info info)
+{
+    (void)env;
+    (void)info;
+    if (learned != NULL)
+        munmap(learned, sizeof *learned); /* children keep their own mapping of it */
+    learned = mmap(NULL, sizeof *learned, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (learned == MAP_FAILED)
+        learned = NULL;
+    return NULL;
+}
+
+/* prefaultLearned(): for a spare about to wait for its job. One of the
+ * first ones learns: it notes which pages are its own already, and
+ * prefaults nothing, so that its count is not biased by what it was given.
+ * The others write in the pages that most learning runs wrote. */
+static napi_value js_prefault_learned(napi_env env, napi_callback_info info)
+{
+    uint32_t lessons, prefaulted = 0;
+    (void)env;
+    (void)info;
+    if (learned == NULL)
+        return NULL;
+    if (__atomic_add_fetch(&learned->learners, 1, __ATOMIC_RELAXED) <= LEARNING_RUNS) {
+        learning = 1; /* note_own_before gives up when out of memory */
+        if (for_each_own_page(note_own_before) < 0)
+            learning = 0;
+        return NULL;
+    }
+    lessons = __atomic_load_n(&learned->lessons, __ATOMIC_RELAXED);
+    for (size_t i = 0; i < SLOTS && prefaulted < PREFAULT_PAGES_MAX; i++) {
+        uint64_t page = __atomic_load_n(&learned->slot[i].page, __ATOMIC_RELAXED);
+        if (page != 0 && 2 * __atomic_load_n(&learned->slot[i].runs, __ATOMIC_RELAXED) > lessons) {
+            madvise((void *)page, PAGE, MADV_POPULATE_WRITE); /* gone or unwritable: nothing to gain */
+            prefaulted++;
+        }
+    }
+    return NULL;
+}
+
+/* learnWrittenPages(): for a learning runner that has reported its status:
+ * counts the pages it made its own since prefaultLearned. */
+static napi_value js_learn_written_pages(napi_env env, napi_callback_info info)
+{
+    (void)env;
+    (void)info;
+    if (learning && for_each_own_page(count_page) == 0)
+        __atomic_add_fetch(&learned->lessons, 1, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+void register_prefault(napi_env env, napi_value exports)
+{
+    export_function(env, exports, "sharePrefaultSet", js_share_prefault_set);
+    export_function(env, exports, "prefaultLearned", js_prefault_learned);
+    export_function(env, exports, "learnWrittenPages", js_learn_written_pages);
+}

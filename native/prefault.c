@@ -17,6 +17,7 @@
 #include "addon.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,16 +168,26 @@ static napi_value js_share_prefault_set(napi_env env, napi_callback_info info)
     return NULL;
 }
 
-/* prefaultLearned(): for a spare about to wait for its job. One of the
- * first ones learns: it notes which pages are its own already, and
- * prefaults nothing, so that its count is not biased by what it was given.
- * The others write in the pages that most learning runs wrote. */
+static int compare_pages(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* prefaultLearned(line): for a spare that has waited a while for its job
+ * on `line`. One of the first ones learns: it notes which pages are its own
+ * already, and prefaults nothing, so that its count is not biased by what
+ * it was given. The others write in the pages that most learning runs
+ * wrote, and stop when the job comes: the run takes the rest as faults. */
 static napi_value js_prefault_learned(napi_env env, napi_callback_info info)
 {
-    uint32_t lessons, prefaulted = 0;
-    (void)env;
-    (void)info;
-    if (learned == NULL)
+    static uint64_t pages[PREFAULT_PAGES_MAX];
+    size_t argc = 1, count = 0;
+    napi_value argv[1];
+    struct pollfd line = { .events = POLLIN };
+    uint32_t lessons;
+    napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+    if (!arg_int(env, argv[0], &line.fd) || learned == NULL)
         return NULL;
     if (__atomic_add_fetch(&learned->learners, 1, __ATOMIC_RELAXED) <= LEARNING_RUNS) {
         learning = 1; /* note_own_before gives up when out of memory */
@@ -185,12 +196,18 @@ static napi_value js_prefault_learned(napi_env env, napi_callback_info info)
         return NULL;
     }
     lessons = __atomic_load_n(&learned->lessons, __ATOMIC_RELAXED);
-    for (size_t i = 0; i < SLOTS && prefaulted < PREFAULT_PAGES_MAX; i++) {
+    for (size_t i = 0; i < SLOTS && count < PREFAULT_PAGES_MAX; i++) {
         uint64_t page = __atomic_load_n(&learned->slot[i].page, __ATOMIC_RELAXED);
-        if (page != 0 && 2 * __atomic_load_n(&learned->slot[i].runs, __ATOMIC_RELAXED) > lessons) {
-            madvise((void *)page, PAGE, MADV_POPULATE_WRITE); /* gone or unwritable: nothing to gain */
-            prefaulted++;
-        }
+        if (page != 0 && 2 * __atomic_load_n(&learned->slot[i].runs, __ATOMIC_RELAXED) > lessons)
+            pages[count++] = page;
+    }
+    /* One call per run of adjacent pages: each call has its own set-up. */
+    qsort(pages, count, sizeof *pages, compare_pages);
+    for (size_t first = 0, last; first < count && poll(&line, 1, 0) == 0; first = last + 1) {
+        for (last = first; last + 1 < count && pages[last + 1] == pages[last] + PAGE; last++)
+            ;
+        /* gone or unwritable: nothing to gain */
+        madvise((void *)pages[first], (last - first + 1) * PAGE, MADV_POPULATE_WRITE);
     }
     return NULL;
 }

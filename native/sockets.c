@@ -331,20 +331,25 @@ static napi_value js_socket_pair(napi_env env, napi_callback_info info)
     return result;
 }
 
-/* Blocks until fd is readable or hung up: for a spare runner, which has no loop. */
+/* waitReadable(fd[, timeoutMs]): blocks until fd is readable or hung up
+ * (true), or the timeout passes (false). For processes without a loop. */
 static napi_value js_wait_readable(napi_env env, napi_callback_info info)
 {
+    size_t argc = 2;
+    napi_value argv[2], result;
     struct pollfd pfd;
-    int rc;
-    if (!fd_argument(env, info, &pfd.fd))
+    int timeout = -1, rc;
+    napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+    if (!arg_int(env, argv[0], &pfd.fd) || (argc > 1 && !arg_int(env, argv[1], &timeout)))
         return NULL;
     pfd.events = POLLIN;
     do
-        rc = poll(&pfd, 1, -1);
+        rc = poll(&pfd, 1, timeout);
     while (rc < 0 && errno == EINTR);
     if (rc < 0)
         return throw_errno(env, "poll");
-    return NULL;
+    napi_get_boolean(env, rc > 0, &result);
+    return result;
 }
 
 static napi_value js_shutdown_write(napi_env env, napi_callback_info info)

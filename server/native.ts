@@ -45,8 +45,9 @@ export interface Native {
   close(fd: number): void;
   /** socketpair(AF_UNIX, SOCK_STREAM), both ends blocking and close-on-exec. */
   socketPair(): [number, number];
-  /** Blocks (poll) until fd is readable or hung up. Only for processes without a loop. */
-  waitReadable(fd: number): void;
+  /** Blocks (poll) until fd is readable or hung up (true), or `timeoutMs`
+   * passes (false). Only for processes without a loop. */
+  waitReadable(fd: number, timeoutMs?: number): boolean;
   shutdownWrite(fd: number): void;
 
   // runner.c
@@ -83,9 +84,10 @@ export interface Native {
   /** A new, empty set of learned pages, shared with the children forked
    * from now on (none if there is no memory for it). */
   sharePrefaultSet(): void;
-  /** In a spare before its job: writes in the learned pages (and, in the
-   * first runners of a set, notes which pages are its own already). */
-  prefaultLearned(): void;
+  /** In a spare that has waited a while for its job on `line`: writes in
+   * the learned pages until the job comes (in the first runners of a set,
+   * notes which pages are its own already instead). */
+  prefaultLearned(line: number): void;
   /** After the status is reported: the pages a learning runner made its own
    * during its job join the set. */
   learnWrittenPages(): void;

@@ -26,6 +26,9 @@ const RECV_CHUNK = 64 * 1024;
  * 3.5 s CPU-bound script unchanged (interleaved A/B; 6 and 20 did as 10). */
 const RUNNER_TICKS_BEFORE_OPTIMIZATION = 10;
 
+/** How long a spare waits before it prefaults (see awaitJob). */
+const PREFAULT_AFTER_IDLE_MS = 20;
+
 /** What the server sends down a spare's line: the RUN frame as the client
  * sent it, with the client's fds and, last, the client's connection. */
 interface Job {
@@ -42,8 +45,13 @@ function report(message: string): void {
   }
 }
 
-/** Blocks until the server sends a job; a closed line means retire. */
+/** Blocks until the server sends a job; a closed line means retire. A spare
+ * left waiting takes the copy-on-write faults earlier runs took on their
+ * client's time (native/prefault.c). Only then: that copying costs more CPU
+ * than the faults it saves (0.25 ms per hello), so under load, where spares
+ * are taken at once, it would take CPU from the runs. */
 function awaitJob(line: number): Job {
+  if (!native.waitReadable(line, PREFAULT_AFTER_IDLE_MS)) native.prefaultLearned(line);
   const reader = new FrameReader();
   const fds: number[] = [];
   for (;;) {
@@ -105,7 +113,6 @@ export function serveAsSpare(L: LuaState, lineFd: number, asPeer: boolean): neve
     // Drop the server's descriptors now, while nobody waits for this runner.
     const [line] = native.installFds([], [], [lineFd]);
     v8.setFlagsFromString(`--ticks-before-optimization=${RUNNER_TICKS_BEFORE_OPTIMIZATION}`);
-    native.prefaultLearned(); // the copy-on-write faults earlier runs took, taken now
     const job = awaitJob(line);
     specialise(job, line, asPeer);
     status = luaMain(L, job.request.argv);

@@ -1,19 +1,21 @@
-/* Learned prefaulting: a spare copies, while it waits, the pages that runs
- * before it had to copy on their client's time.
+/* Learned prefaulting: a spare left waiting takes the page faults that runs
+ * before it took on their client's time.
  *
  * A runner shares every page with the warm process it was forked from, and
  * its first write to each one is a copy-on-write fault: about 3 us each,
- * some 200 of them in a hello and 650 in the bench's module script. Most
- * are the same pages run after run (the young generation V8 allocates
- * into, the Lua state's hot objects, malloc's top). So the first runners
- * after a (re)warm count the pages they made their own after their job came
- * (/proc/self/pagemap: present and mapped only here), in a table shared by
- * all of the server's children, and every spare writes in the pages that
- * most of them wrote (MADV_POPULATE_WRITE: as if written, contents
- * unchanged) before its job comes. Pages only some scripts write are left
- * to them: prefaulting the union of a hello's and a module script's pages
- * cost hellos more than it saved them. A wrong or stale page only costs a
- * copy, never correctness. */
+ * some 200 of them in a hello and 650 in the bench's module script. And
+ * fork copies no page table entry of a file mapping, so a runner also
+ * faults in each page of node's code it runs. Most are the same pages run
+ * after run (the young generation V8 allocates into, the Lua state's hot
+ * objects, malloc's top, the interpreter's code). So the first runners
+ * after a (re)warm count the pages they made their own after their job
+ * came (/proc/self/pagemap), in a table shared by all of the server's
+ * children, and a spare that waits writes in (MADV_POPULATE_WRITE: as if
+ * written, contents unchanged) or maps (MADV_POPULATE_READ) the pages most
+ * of them did. Pages only some scripts touch are left to them: prefaulting
+ * the union of a hello's and a module script's pages cost hellos more than
+ * it saved them. A wrong or stale page only costs a copy, never
+ * correctness. */
 #include "addon.h"
 
 #include <fcntl.h>
@@ -25,23 +27,27 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23 /* Linux 5.14; older kernels say EINVAL, and nothing is prefaulted */
+#ifndef MADV_POPULATE_WRITE /* Linux 5.14; older kernels say EINVAL, and nothing is prefaulted */
+#define MADV_POPULATE_READ 22
+#define MADV_POPULATE_WRITE 23
 #endif
 
-/* Every page prefaulted is private to the spare: this bounds what learning
- * adds to an idle runner's unique memory (2 MiB). */
-#define PREFAULT_PAGES_MAX 512
+/* Every page written in is private to the spare: this bounds what learning
+ * adds to an idle runner's unique memory (2 MiB). Mapping file pages costs
+ * no memory. */
+#define WRITTEN_PAGES_MAX 512
+#define MAPPED_PAGES_MAX 4096
 /* Pages counted at most, and the open-addressing table that counts them
  * (it stays fast up to three quarters full). */
-#define COUNTED_PAGES_MAX 3072
-#define SLOTS 4096
+#define COUNTED_PAGES_MAX 6144
+#define SLOTS 8192
 /* The runs that learn; later ones only prefault, and pay nothing more. */
 #define LEARNING_RUNS 50
 
 #define PAGE 4096UL
 #define PM_PRESENT (1ULL << 63)
 #define PM_EXCLUSIVE (1ULL << 56) /* mapped by this process alone */
+#define READ_PAGE 1 /* in a learned address: a file page, to map rather than copy */
 
 struct learned {
     uint32_t pages;    /* slots in use */
@@ -60,8 +66,12 @@ static uint64_t *own_before;
 static size_t own_before_count;
 static int learning;
 
-/* Calls `found(page)` for each page of a private writable mapping that is
- * present and mapped by this process alone. Returns -1 if /proc failed. */
+/* Calls `found(page)` for each page this process has made its own: of a
+ * private writable mapping, present and mapped by this process alone; and
+ * for each page of a file it has mapped (fork copies no page table entry
+ * of a file mapping: a runner faults in every page of node's code it runs).
+ * File pages come with READ_PAGE set in the address's low bits. Returns -1
+ * if /proc failed. */
 static int for_each_own_page(void (*found)(uint64_t page))
 {
     static uint64_t entries[4096];
@@ -77,16 +87,21 @@ static int for_each_own_page(void (*found)(uint64_t page))
     }
     while (fgets(line, sizeof line, maps) != NULL) {
         uintptr_t start, end;
+        unsigned long inode;
         char perms[5];
-        if (sscanf(line, "%lx-%lx %4s", &start, &end, perms) == 3 && perms[1] == 'w' && perms[3] == 'p') {
+        if (sscanf(line, "%lx-%lx %4s %*x %*s %lu", &start, &end, perms, &inode) == 4) {
+            int written = perms[1] == 'w' && perms[3] == 'p';
+            uint64_t must = written ? PM_PRESENT | PM_EXCLUSIVE : PM_PRESENT;
+            if (!written && (inode == 0 || perms[0] != 'r'))
+                continue;
             for (uintptr_t at = start; at < end;) {
                 size_t want = (end - at) / PAGE < 4096 ? (end - at) / PAGE : 4096;
                 ssize_t got = pread(pagemap, entries, want * 8, (off_t)(at / PAGE * 8));
                 if (got <= 0)
                     break;
                 for (size_t i = 0; i < (size_t)got / 8; i++)
-                    if ((entries[i] & (PM_PRESENT | PM_EXCLUSIVE)) == (PM_PRESENT | PM_EXCLUSIVE))
-                        found(at + i * PAGE);
+                    if ((entries[i] & must) == must)
+                        found((at + i * PAGE) | (written ? 0 : READ_PAGE));
                 at += (size_t)got / 8 * PAGE;
             }
         }
@@ -181,8 +196,8 @@ static int compare_pages(const void *a, const void *b)
  * wrote, and stop when the job comes: the run takes the rest as faults. */
 static napi_value js_prefault_learned(napi_env env, napi_callback_info info)
 {
-    static uint64_t pages[PREFAULT_PAGES_MAX];
-    size_t argc = 1, count = 0;
+    static uint64_t pages[WRITTEN_PAGES_MAX + MAPPED_PAGES_MAX];
+    size_t argc = 1, count = 0, written = 0;
     napi_value argv[1];
     struct pollfd line = { .events = POLLIN };
     uint32_t lessons;
@@ -196,18 +211,24 @@ static napi_value js_prefault_learned(napi_env env, napi_callback_info info)
         return NULL;
     }
     lessons = __atomic_load_n(&learned->lessons, __ATOMIC_RELAXED);
-    for (size_t i = 0; i < SLOTS && count < PREFAULT_PAGES_MAX; i++) {
+    for (size_t i = 0; i < SLOTS; i++) {
         uint64_t page = __atomic_load_n(&learned->slot[i].page, __ATOMIC_RELAXED);
-        if (page != 0 && 2 * __atomic_load_n(&learned->slot[i].runs, __ATOMIC_RELAXED) > lessons)
+        if (page == 0 || 2 * __atomic_load_n(&learned->slot[i].runs, __ATOMIC_RELAXED) <= lessons)
+            continue;
+        if (page & READ_PAGE ? count - written < MAPPED_PAGES_MAX : written < WRITTEN_PAGES_MAX) {
             pages[count++] = page;
+            written += !(page & READ_PAGE);
+        }
     }
     /* One call per run of adjacent pages: each call has its own set-up. */
     qsort(pages, count, sizeof *pages, compare_pages);
     for (size_t first = 0, last; first < count && poll(&line, 1, 0) == 0; first = last + 1) {
+        uint64_t kind = pages[first] & READ_PAGE;
         for (last = first; last + 1 < count && pages[last + 1] == pages[last] + PAGE; last++)
             ;
         /* gone or unwritable: nothing to gain */
-        madvise((void *)pages[first], (last - first + 1) * PAGE, MADV_POPULATE_WRITE);
+        madvise((void *)(pages[first] - kind), (last - first + 1) * PAGE,
+                kind ? MADV_POPULATE_READ : MADV_POPULATE_WRITE);
     }
     return NULL;
 }

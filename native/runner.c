@@ -10,6 +10,7 @@
 #include <grp.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -247,19 +248,24 @@ static int close_all_but(const int *kept, uint32_t n)
     return rc;
 }
 
-/* installFds(fds, targets, keep): fds[i] becomes descriptor targets[i], the
- * fds in `keep` move above every target, and all else is closed. Returns the
- * kept fds' new numbers. */
+/* installFds(fds, targets, keep[, closeRest]): fds[i] becomes descriptor
+ * targets[i], the fds in `keep` move above every target, and (unless
+ * closeRest is false) all else is closed. Returns the kept fds' new numbers. */
 static napi_value js_install_fds(napi_env env, napi_callback_info info)
 {
-    size_t argc = 3;
-    napi_value argv[3], result;
+    size_t argc = 4;
+    napi_value argv[4], result;
     int fds[253 + 2], targets[253], moved[253 + 2], base = 3;
+    bool close_rest = true;
     uint32_t n, nt, nkeep;
     napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
     if (!read_int_array(env, argv[0], fds, 253, &n) || !read_int_array(env, argv[1], targets, 253, &nt) ||
         !read_int_array(env, argv[2], fds + n, 2, &nkeep))
         return NULL;
+    if (argc > 3 && napi_get_value_bool(env, argv[3], &close_rest) != napi_ok) {
+        napi_throw_type_error(env, NULL, "closeRest must be a boolean");
+        return NULL;
+    }
     if (n != nt) {
         napi_throw_range_error(env, NULL, "fds and targets differ in length");
         return NULL;
@@ -274,7 +280,10 @@ static napi_value js_install_fds(napi_env env, napi_callback_info info)
         if (moved[i] < 0)
             return throw_errno(env, "fcntl(F_DUPFD)");
     }
-    if (close_all_but(moved, n + nkeep) < 0)
+    /* The originals are duplicates now (EBADF: one listed twice). */
+    for (uint32_t i = 0; i < n + nkeep; i++)
+        close(fds[i]);
+    if (close_rest && close_all_but(moved, n + nkeep) < 0)
         return throw_errno(env, "closing inherited descriptors");
     for (uint32_t i = 0; i < n; i++) {
         if (dup2(moved[i], targets[i]) < 0)

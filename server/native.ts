@@ -61,9 +61,10 @@ export interface Native {
   /** Reaps every child that has ended (waitpid -1, WNOHANG). */
   reapChildren(): Reaped[];
   /** Installs fds[i] at number targets[i], moves the (at most two) `keep` fds
-   * above every target, and closes every other descriptor. Returns the kept
-   * fds' new numbers. libuv's eventfds get private stand-ins instead. */
-  installFds(fds: number[], targets: number[], keep: number[]): number[];
+   * above every target, and closes every other descriptor (unless closeRest
+   * is false). Returns the kept fds' new numbers. libuv's eventfds get
+   * private stand-ins instead of being closed. */
+  installFds(fds: number[], targets: number[], keep: number[], closeRest?: boolean): number[];
   chdir(dir: Buffer): void;
   /** Replaces the whole C environment (what os.getenv and children see). */
   replaceEnv(entries: Buffer[]): void;

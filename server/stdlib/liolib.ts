@@ -31,6 +31,7 @@ export const standardStreams = {
 standardStreams.stdout.markAsStandardOutput();
 
 const str = (s: string) => to_luastring(s);
+const TOO_MANY_ARGUMENTS = str('too many arguments');
 
 function toLuaFile(L: LuaState): LuaFile {
   return lauxlib.luaL_checkudata(L, 1, FILEHANDLE) as LuaFile;
@@ -244,7 +245,7 @@ function readLineIterator(L: LuaState): number {
   const count = lua.lua_tointeger(L, lua.lua_upvalueindex(2));
   if (isClosed(file)) return lauxlib.luaL_error(L, str('file is already closed'));
   lua.lua_settop(L, 1);
-  lauxlib.luaL_checkstack(L, count, str('too many arguments'));
+  lauxlib.luaL_checkstack(L, count, TOO_MANY_ARGUMENTS); // a constant: this runs for every line
   for (let i = 1; i <= count; i++) lua.lua_pushvalue(L, lua.lua_upvalueindex(3 + i));
   const n = pushReadResults(L, file.stream!, 2);
   if (lua.lua_toboolean(L, -n)) return n;
@@ -260,7 +261,7 @@ function readLineIterator(L: LuaState): number {
 /** Pushes the lines iterator for the file at index 1 and the formats after it. */
 function pushLinesIterator(L: LuaState, closeAtEnd: boolean): void {
   const count = lua.lua_gettop(L) - 1;
-  lauxlib.luaL_argcheck(L, count <= MAX_LINES_FORMATS, MAX_LINES_FORMATS + 2, str('too many arguments'));
+  lauxlib.luaL_argcheck(L, count <= MAX_LINES_FORMATS, MAX_LINES_FORMATS + 2, TOO_MANY_ARGUMENTS);
   lua.lua_pushinteger(L, count);
   lua.lua_pushboolean(L, closeAtEnd);
   lua.lua_rotate(L, 2, 2);

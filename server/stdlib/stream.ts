@@ -276,6 +276,16 @@ export class Stream {
 
   /** Up to the next newline (included or not); `complete` if a newline ended it. */
   readLine(keepNewline: boolean): { line: Uint8Array; complete: boolean } {
+    // The common case, a whole line in the buffer, in one copy instead of
+    // the loop's two: io.lines over 10 MB, 507-530 ms instead of 608-648.
+    if (this.inputStart < this.inputEnd) {
+      const newline = this.input!.indexOf(NEWLINE, this.inputStart);
+      if (newline >= 0 && newline < this.inputEnd) {
+        const line = Buffer.from(this.input!.subarray(this.inputStart, newline + (keepNewline ? 1 : 0)));
+        this.inputStart = newline + 1;
+        return { line, complete: true };
+      }
+    }
     const parts: Buffer[] = [];
     while (this.fill()) {
       const newline = this.input!.indexOf(NEWLINE, this.inputStart);

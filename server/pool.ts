@@ -53,6 +53,8 @@ export class SparePool {
     private readonly asPeer: boolean,
     /** Called when `ready` may have become true. */
     private readonly onReady: () => void,
+    /** Told when the forker cannot start or ends, for the server's log. */
+    private readonly onForkerLost: (message: string) => void,
   ) {
     native.sharePrefaultSet(); // native/prefault.c: what the spares of this pool learn
     this.forker = size > 0 ? this.startForker() : null;
@@ -132,8 +134,9 @@ export class SparePool {
     try {
       flushAll();
       control = forkWithLine(native.forkWarm, (end) => serveAsForker(this.L, end, this.asPeer)).line;
-    } catch {
-      return null; // the server forks its spares itself
+    } catch (error) {
+      this.onForkerLost(`cannot start the forker: ${(error as Error).message}; the server forks spares itself`);
+      return null;
     }
     const poll = native.pollReadable(control, () => this.readAnswers());
     return { control, poll, asked: 0, partial: Buffer.alloc(0), lines: [], reaped: new Set() };
@@ -173,6 +176,7 @@ export class SparePool {
 
   /** The forker died: the server forks its spares itself from now on. */
   private forkerGone(): void {
+    this.onForkerLost('the forker ended; the server forks spares itself from now on');
     this.stopForker();
     this.refillSoon();
     this.onReady();

@@ -338,7 +338,13 @@ export class Server {
   /** A pool of spares for the current warm state, filling at once; a
    * spare it gets ready may start a queued request. */
   private newPool(): SparePool {
-    const pool = new SparePool(this.warm.L, this.options.spares, this.options.asPeer, () => this.startQueued());
+    const pool = new SparePool(
+      this.warm.L,
+      this.options.spares,
+      this.options.asPeer,
+      () => this.startQueued(),
+      (message) => this.log({ event: 'forker', message }),
+    );
     pool.refillSoon();
     return pool;
   }

@@ -175,7 +175,7 @@ describe('the server killed with SIGKILL mid-run', { timeout: 60_000 }, () => {
 });
 
 describe('the forker killed', { timeout: 30_000 }, () => {
-  test('the server forks its spares itself, keeps serving and leaves no zombie', async () => {
+  test('the server says so, forks its spares itself, keeps serving and leaves no zombie', async () => {
     const server = await serve(['--warmup', 'none']);
     const serverPid = server.process.pid!;
     await waitFor('the forker and two spares', () => childrenOf(serverPid).length >= 3);
@@ -184,6 +184,7 @@ describe('the forker killed', { timeout: 30_000 }, () => {
     const [forker] = childrenOf(serverPid).sort((a, b) => startTime(a) - startTime(b) || a - b);
     process.kill(forker, 'SIGKILL');
     await waitFor('the forker reaped', () => stat(forker) === null);
+    await waitFor('the log line', () => server.log().includes('the forker ended; the server forks spares itself'));
     for (let i = 0; i < 5; i++) assert.deepEqual(await runShim(server.socket, [hello]), ok);
     await waitFor('two spares again', () => childrenOf(serverPid).filter(alive).length >= 2);
     // A run that just ended is a zombie until the server's next turn reaps it.

@@ -191,6 +191,16 @@ function describeStatus(status: RunStatus): string {
   return status.how === 'exited' ? `exit ${status.code}` : `signal ${status.signal}`;
 }
 
+/** The peer's supplementary groups; none if the kernel will not say. As
+ * for a file's group, membership through any of them counts. */
+function supplementaryGroups(fd: number): number[] {
+  try {
+    return native.peerGroups(fd);
+  } catch {
+    return [];
+  }
+}
+
 /** The script a run names, for the log: lua.c's first non-option argument. */
 function scriptName(argv: Buffer[]): string {
   const script = argv.slice(1).find((a) => a.length > 0 && a[0] !== 0x2d);
@@ -261,6 +271,7 @@ export class Server {
     const ownUid = process.getuid!();
     const { allowUid, allowGid } = this.options;
     if (peer.uid === ownUid || allowUid.includes(peer.uid) || allowGid.includes(peer.gid)) return;
+    if (allowGid.length > 0 && supplementaryGroups(conn.fd).some((gid) => allowGid.includes(gid))) return;
     const message =
       `uid ${peer.uid} (gid ${peer.gid}) is not allowed: this server serves uid ${ownUid} ` +
       'and whom --allow-uid or --allow-gid name';

@@ -30,10 +30,10 @@ async function waitFor(what: string, predicate: () => boolean, ms = 10_000): Pro
 
 /** The native shim as nobody. The socket is opened to everyone for this, so
  * that the server's own credential check is what decides. */
-function runAsNobody(server: Server, args: string[]): Promise<Outcome> {
+function runAsNobody(server: Server, args: string[], groups = '--clear-groups'): Promise<Outcome> {
   fs.chmodSync(path.dirname(server.socket), 0o755);
   fs.chmodSync(server.socket, 0o666);
-  return run('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', bin('warmlua'), ...args], {
+  return run('setpriv', ['--reuid=nobody', '--regid=nogroup', groups, bin('warmlua'), ...args], {
     env: { WARMLUA_SOCKET: server.socket, WARMLUA_FALLBACK: 'none' },
     timeoutMs: 20_000,
   });
@@ -63,6 +63,14 @@ describe('who may connect', { skip: !isRoot && 'needs root to run a client as no
       assert.deepEqual(refusedLines(server), []);
     });
   }
+
+  test('--allow-gid counts supplementary groups too', async () => {
+    const server = await serve(['--allow-gid', '1234']);
+    const member = await runAsNobody(server, [hello], '--groups=1234');
+    assert.deepEqual(member, { stdout: 'hello\n', stderr: '', status: 0 });
+    const outsider = await runAsNobody(server, [hello], '--groups=4321');
+    assert.match(outsider.stderr, /refused: uid 65534 \(gid 65534\) is not allowed/);
+  });
 
   test('a socket directory or socket owned by another user is refused (exit 111)', async () => {
     const theirs = tempDir('warmlua-theirs-');

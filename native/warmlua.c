@@ -34,7 +34,11 @@
  * forwarded once the runner has started (earlier ones wait, pending), except
  * those the shim inherited ignored or blocked: lua would never see those
  * (nohup, `cmd &`). SIGINT is forwarded even when ignored, because lua.c
- * installs its SIGINT handler whatever the inherited disposition. */
+ * installs its SIGINT handler whatever the inherited disposition.
+ * Job control: SIGTSTP (^Z) stops the runner, then the shim, where it would
+ * stop lua; SIGCONT (fg, bg) continues the runner. The runner gets SIGSTOP,
+ * not SIGTSTP: in a session of its own, its process group is orphaned, and
+ * the kernel discards SIGTSTP there. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -152,7 +156,7 @@ static void trace_end(const char *how)
  * sending the request and reading STARTED; returns the set to forward. */
 static sigset_t block_signals(void)
 {
-    static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+    static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGTSTP, SIGCONT };
     sigset_t set;
     sigemptyset(&set);
     for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) {
@@ -421,28 +425,58 @@ static void end_as(unsigned how, uint32_t value)
     lost();
 }
 
-/* Read the forwarded signals pending on sigfd and send them on. A failed
- * send is left to the read side, which will see the end of the stream. */
+/* Asks the server to send `sig` to the runner's process group. Returns -1
+ * if the connection failed: the read side will see the end of the stream. */
+static int send_signal(int sock, uint32_t sig)
+{
+    unsigned char frame[HEADER_BYTES + 4] = { 4, 0, 0, 0, PROTOCOL_VERSION, F_SIGNAL };
+    unsigned char *p = frame;
+    size_t left = sizeof frame;
+    frame[6] = sig & 0xff;
+    frame[7] = sig >> 8 & 0xff;
+    while (left > 0) {
+        ssize_t w = send(sock, p, left, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        p += w;
+        left -= (size_t)w;
+    }
+    return 0;
+}
+
+/* SIGTSTP (^Z): the runner is asked to stop, then the shim takes SIGTSTP's
+ * default action, which the kernel applies as it would to lua: a stop, or
+ * nothing in an orphaned process group, in which case the runner is let go
+ * on. After a stop, the shell's "fg" or "bg" sends SIGCONT, which is
+ * forwarded like any other. */
+static void stop_as_lua_would(int sock)
+{
+    sigset_t tstp, pending;
+    if (send_signal(sock, SIGSTOP) < 0)
+        return;
+    sigemptyset(&tstp);
+    sigaddset(&tstp, SIGTSTP);
+    if (sigprocmask(SIG_UNBLOCK, &tstp, NULL) < 0 || raise(SIGTSTP) != 0 ||
+        sigprocmask(SIG_BLOCK, &tstp, NULL) < 0)
+        say("%s: cannot stop: %s", progname, strerror(errno));
+    /* Continued, SIGCONT is pending (it is blocked); not stopped, it is not. */
+    if (sigpending(&pending) == 0 && sigismember(&pending, SIGCONT) != 1)
+        send_signal(sock, SIGCONT);
+}
+
+/* Read the forwarded signals pending on sigfd and send them on. */
 static void forward_signals(int sigfd, int sock)
 {
     struct signalfd_siginfo si[8];
     ssize_t n;
     while ((n = read(sigfd, si, sizeof si)) > 0) {
         for (size_t i = 0; i < (size_t)n / sizeof si[0]; i++) {
-            unsigned char frame[HEADER_BYTES + 4] = { 4, 0, 0, 0, PROTOCOL_VERSION, F_SIGNAL };
-            unsigned char *p = frame;
-            size_t left = sizeof frame;
-            frame[6] = si[i].ssi_signo & 0xff;
-            frame[7] = si[i].ssi_signo >> 8 & 0xff;
-            while (left > 0) {
-                ssize_t w = send(sock, p, left, MSG_NOSIGNAL);
-                if (w < 0 && errno == EINTR)
-                    continue;
-                if (w < 0)
-                    return;
-                p += w;
-                left -= (size_t)w;
-            }
+            if (si[i].ssi_signo == SIGTSTP)
+                stop_as_lua_would(sock);
+            else if (send_signal(sock, si[i].ssi_signo) < 0)
+                return;
         }
     }
 }

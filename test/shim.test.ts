@@ -229,6 +229,44 @@ describe('signals and endings', () => {
     assertSameOutcome(normaliseProgname(warm, shim), real);
   });
 
+  test('^Z (SIGTSTP) stops the script and the shim, SIGCONT resumes both, as with lua5.3', async () => {
+    // CPU time, which does not pass while stopped: the script outlasts the stop.
+    const file = writeScript(
+      dir,
+      'tstp.lua',
+      'io.stderr:write("ready ", io.open("/proc/self/stat"):read("n"), "\\n")\n' +
+        'local t = os.clock() while os.clock() - t < 0.3 do end\nprint("done")\n',
+    );
+    const state = (pid: number) => fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1][0];
+    const stopAndGo = async (command: string[], o: RunOptions = {}) => {
+      // In a process group of its own, as a shell puts a job: SIGTSTP stops
+      // a process there (in an orphaned group the kernel would drop it).
+      const inOwnGroup = 'import os, sys; os.setpgid(0, 0); os.execvp(sys.argv[1], sys.argv[1:])';
+      const child = start('python3', ['-c', inOwnGroup, ...command], o);
+      let seen = '';
+      const scriptPid = await new Promise<number>((resolve, reject) => {
+        child.stderr?.on('data', (chunk: Buffer) => {
+          seen += chunk.toString();
+          const m = /ready (\d+)\n/.exec(seen);
+          if (m) resolve(Number(m[1]));
+        });
+        child.once('exit', () => reject(new Error(`exited before ready; stderr: ${seen}`)));
+      });
+      child.kill('SIGTSTP');
+      let stopped = false;
+      for (let i = 0; i < 200 && !stopped; i++) {
+        stopped = state(child.pid!) === 'T' && state(scriptPid) === 'T';
+        if (!stopped) await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      child.kill('SIGCONT');
+      const { stdout, stderr, status } = await settle(child);
+      return { stdout, stderr: stderr.replace(/\d+/, 'PID'), status, stopped };
+    };
+    const warm = await stopAndGo([shim, file], { env: warmEnv(server.socket) });
+    assert.deepEqual(warm, await stopAndGo(['lua5.3', file]));
+    assert.deepEqual(warm, { stdout: 'done\n', stderr: 'ready PID\n', status: 0, stopped: true });
+  });
+
   test('SIGPIPE: `script | head -1` ends with 141', async () => {
     const file = writeScript(dir, 'yes.lua', 'while true do io.write("y\\n") end\n');
     const pipeline = 'set -o pipefail; "$@" | head -1';

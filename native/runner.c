@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -248,6 +249,24 @@ static int close_all_but(const int *kept, uint32_t n)
     return rc;
 }
 
+/* A client may pass a descriptor numbered above this process's soft
+ * RLIMIT_NOFILE (its own limit was higher): raise the soft limit to make
+ * room, as far as the hard limit allows. -1 with errno EMFILE if it cannot. */
+static int make_room_for_fds(rlim_t needed)
+{
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) < 0)
+        return -1;
+    if (limit.rlim_cur >= needed)
+        return 0;
+    if (limit.rlim_max != RLIM_INFINITY && limit.rlim_max < needed) {
+        errno = EMFILE;
+        return -1;
+    }
+    limit.rlim_cur = needed;
+    return setrlimit(RLIMIT_NOFILE, &limit);
+}
+
 /* installFds(fds, targets, keep[, closeRest]): fds[i] becomes descriptor
  * targets[i], the fds in `keep` move above every target, and (unless
  * closeRest is false) all else is closed. Returns the kept fds' new numbers. */
@@ -275,6 +294,8 @@ static napi_value js_install_fds(napi_env env, napi_callback_info info)
     for (uint32_t i = 0; i < n; i++)
         if (targets[i] >= base)
             base = targets[i] + 1;
+    if (make_room_for_fds((rlim_t)base + n + nkeep) < 0)
+        return throw_errno(env, "raising RLIMIT_NOFILE to the client's descriptor numbers");
     for (uint32_t i = 0; i < n + nkeep; i++) {
         moved[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, base);
         if (moved[i] < 0)

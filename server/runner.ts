@@ -81,12 +81,32 @@ function reportTo(line: number, connection: number, status: number): void {
   native.shutdownWrite(connection); // the server's own EXITED would only repeat it
 }
 
+/** The client's descriptors at their numbers; returns the connection's
+ * and the line's new numbers. If they cannot be installed (a number beyond
+ * this server's hard RLIMIT_NOFILE), the client's stderr is told, and the
+ * run ends with status 1. */
+function installClientFds(job: Job, line: number): number[] {
+  const { fdNumbers } = job.request;
+  try {
+    return native.installFds(job.clientFds, fdNumbers, [job.connection, line], false);
+  } catch (error) {
+    const message = `cannot give the script its descriptors (up to ${Math.max(...fdNumbers)}): ${(error as Error).message}`;
+    const clientStderr = job.clientFds[fdNumbers.indexOf(2)];
+    try {
+      fs.writeSync(clientStderr ?? 2, `warmlua: ${message}\n`);
+    } catch {
+      report(message);
+    }
+    return native.exit(1);
+  }
+}
+
 /** Takes on the client's identity: fds, (with --as-peer) user, cwd, environment. */
 function specialise(job: Job, line: number, asPeer: boolean): void {
   // Nothing else to close: the spare closed the server's descriptors when it
   // started (serveAsSpare), and has opened none since. Looking again through
   // /proc/self/fd took 0.1 ms of the run.
-  const [connection, ownLine] = native.installFds(job.clientFds, job.request.fdNumbers, [job.connection, line], false);
+  const [connection, ownLine] = installClientFds(job, line);
   setStatusReporter((status) => reportTo(ownLine, connection, status));
   resetStdio(); // fd 1 is the client's now: a pipe where the server had a tty
   // Before the chdir, so that the client's own permissions decide it; after

@@ -166,6 +166,26 @@ describe('warm runs match lua5.3', () => {
     );
   });
 
+  test('descriptors above the server\'s soft file limit reach the script; above its hard one, an error says so', async () => {
+    const socket = path.join(tempDir('warmlua-nofile-'), 's.sock');
+    const limited = start('prlimit', ['--nofile=256:2048', bin('warmluad'), '--socket', socket, '--warmup', 'none']);
+    try {
+      for (let i = 0; i < 500 && !fs.existsSync(socket); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      const probe = writeScript(dir, 'fdprobe.lua', 'print(io.open("/proc/self/fd/" .. arg[1], "w") ~= nil)\n');
+      const withFd = (n: number, command: string[]) =>
+        bash(`ulimit -n 4096; exec ${n}>/dev/null; "$@"`, [...command, probe, String(n)], { env: warmEnv(socket) });
+      const warm = await withFd(1500, [shim]);
+      assertSameOutcome(warm, await withFd(1500, ['lua5.3']));
+      assert.equal(warm.stdout, 'true\n');
+      const tooHigh = await withFd(3000, [shim]);
+      assert.equal(tooHigh.status, 1);
+      assert.match(tooHigh.stderr, /^warmlua: cannot give the script its descriptors \(up to 3000\): .*Too many open files\n$/);
+    } finally {
+      limited.kill('SIGTERM');
+      await limited.catch(() => {});
+    }
+  });
+
   test('a symlink named lua runs warm and says lua in errors', async () => {
     const linkDir = tempDir('shim-link-');
     const lua = path.join(linkDir, 'lua');

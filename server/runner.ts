@@ -46,10 +46,10 @@ function report(message: string): void {
 }
 
 /** Blocks until the server sends a job; a closed line means retire. A spare
- * left waiting takes the copy-on-write faults earlier runs took on their
- * client's time (native/prefault.c). Only then: that copying costs more CPU
- * than the faults it saves (0.25 ms per hello), so under load, where spares
- * are taken at once, it would take CPU from the runs. */
+ * left waiting takes the page faults earlier runs took on their client's
+ * time (native/prefault.c). Only then: that costs more CPU than the faults
+ * it saves (0.25 ms per hello), so under load, where spares are taken at
+ * once, it would take CPU from the runs. */
 function awaitJob(line: number): Job {
   if (!native.waitReadable(line, PREFAULT_AFTER_IDLE_MS)) native.prefaultLearned(line);
   const reader = new FrameReader();

@@ -39,7 +39,8 @@ const USAGE = `usage: warmluad [options]
                         signal 9, 137 (default: no limit)
   --allow-uid N[,N]     also serve clients with these uids (default: only the
                         server's own uid)
-  --allow-gid N[,N]     also serve clients with one of these gids (primary or supplementary)
+  --allow-gid N[,N]     also serve clients with one of these gids, primary or
+                        supplementary
   --as-peer             (root only) run each script as its client: the peer's
                         uid, gid and supplementary groups
   --request-timeout SECS  drop a client that has not sent its request by then

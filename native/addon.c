@@ -80,6 +80,7 @@ static napi_value init(napi_env env, napi_value exports)
     register_runner(env, exports);
     register_stdlib(env, exports);
     register_prefault(env, exports);
+    register_forker(env, exports);
     return exports;
 }
 

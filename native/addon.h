@@ -1,6 +1,7 @@
 /* Shared declarations of the warmlua N-API addon.
  * One file per concern: sockets.c (listening, fd passing, polling),
- * runner.c (fork and the runner's process set-up), stdlib.c (what the Lua
+ * runner.c (fork and the runner's process set-up), forker.c (the forker's
+ * loop), maps.c (walking /proc/self/maps), stdlib.c (what the Lua
  * standard library needs: processes, time), prefault.c (learned prefaulting
  * in spares). addon.c only registers them. */
 #ifndef WARMLUA_ADDON_H
@@ -9,6 +10,8 @@
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 /* Throws a JS Error with .code (e.g. "ENOENT"), .errno and .syscall set,
  * from the current errno. Returns NULL so callers can `return throw_errno(..)`. */
@@ -27,6 +30,26 @@ int fd_argument(napi_env env, napi_callback_info info, int *fd);
 /* Adds a function to `exports`. */
 void export_function(napi_env env, napi_value exports, const char *name, napi_callback cb);
 
+/* One line of /proc/self/maps. */
+struct mapping {
+    unsigned long start, end;
+    char perms[5];       /* "rw-p" */
+    unsigned long inode; /* 0: anonymous */
+    const char *name;    /* path, "[heap]", or "" */
+};
+
+/* Calls `visit` for each of this process's mappings (maps.c). Returns -1
+ * if /proc/self/maps could not be read. */
+int for_each_mapping(void (*visit)(const struct mapping *m, void *context), void *context);
+
+/* One sendmsg (MSG_NOSIGNAL) of `len` bytes with `nfds` fds as SCM_RIGHTS;
+ * EINTR is retried. Returns what sendmsg returns (sockets.c). */
+ssize_t send_with_fds(int fd, const void *data, size_t len, const int *fds, uint32_t nfds);
+
+/* fork for the forker (runner.c): the child is a runner, and the server's
+ * child too, a sibling of the caller. Returns what fork returns. */
+pid_t fork_sibling_runner(void);
+
 /* The most supplementary groups --as-peer carries over (the kernel allows
  * 65536; a few hundred is already rare). */
 #define MAX_GROUPS 1024
@@ -35,6 +58,7 @@ void register_sockets(napi_env env, napi_value exports);
 void register_runner(napi_env env, napi_value exports);
 void register_stdlib(napi_env env, napi_value exports);
 void register_prefault(napi_env env, napi_value exports);
+void register_forker(napi_env env, napi_value exports);
 
 /* Every signal to its default action and unblocked, as a fresh lua would
  * find them (Node ignores SIGPIPE and handles others). Returns -1 on error. */

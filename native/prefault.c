@@ -66,6 +66,31 @@ static uint64_t *own_before;
 static size_t own_before_count;
 static int learning;
 
+struct own_page_search {
+    int pagemap;
+    void (*found)(uint64_t page);
+};
+
+static void find_own_pages(const struct mapping *m, void *context)
+{
+    static uint64_t entries[4096];
+    const struct own_page_search *search = context;
+    int written = m->perms[1] == 'w' && m->perms[3] == 'p';
+    uint64_t must = written ? PM_PRESENT | PM_EXCLUSIVE : PM_PRESENT;
+    if (!written && (m->inode == 0 || m->perms[0] != 'r'))
+        return;
+    for (uintptr_t at = m->start; at < m->end;) {
+        size_t want = (m->end - at) / PAGE < 4096 ? (m->end - at) / PAGE : 4096;
+        ssize_t got = pread(search->pagemap, entries, want * 8, (off_t)(at / PAGE * 8));
+        if (got <= 0)
+            return;
+        for (size_t i = 0; i < (size_t)got / 8; i++)
+            if ((entries[i] & must) == must)
+                search->found((at + i * PAGE) | (written ? 0 : READ_PAGE));
+        at += (size_t)got / 8 * PAGE;
+    }
+}
+
 /* Calls `found(page)` for each page this process has made its own: of a
  * private writable mapping, present and mapped by this process alone; and
  * for each page of a file it has mapped (fork copies no page table entry
@@ -74,43 +99,13 @@ static int learning;
  * if /proc failed. */
 static int for_each_own_page(void (*found)(uint64_t page))
 {
-    static uint64_t entries[4096];
-    char line[4096];
-    FILE *maps = fopen("/proc/self/maps", "re");
-    int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-    if (maps == NULL || pagemap < 0) {
-        if (maps != NULL)
-            fclose(maps);
-        if (pagemap >= 0)
-            close(pagemap);
+    struct own_page_search search = { open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC), found };
+    int walked;
+    if (search.pagemap < 0)
         return -1;
-    }
-    while (fgets(line, sizeof line, maps) != NULL) {
-        uintptr_t start, end;
-        unsigned long inode;
-        char perms[5];
-        if (sscanf(line, "%lx-%lx %4s %*x %*s %lu", &start, &end, perms, &inode) == 4) {
-            int written = perms[1] == 'w' && perms[3] == 'p';
-            uint64_t must = written ? PM_PRESENT | PM_EXCLUSIVE : PM_PRESENT;
-            if (!written && (inode == 0 || perms[0] != 'r'))
-                continue;
-            for (uintptr_t at = start; at < end;) {
-                size_t want = (end - at) / PAGE < 4096 ? (end - at) / PAGE : 4096;
-                ssize_t got = pread(pagemap, entries, want * 8, (off_t)(at / PAGE * 8));
-                if (got <= 0)
-                    break;
-                for (size_t i = 0; i < (size_t)got / 8; i++)
-                    if ((entries[i] & must) == must)
-                        found((at + i * PAGE) | (written ? 0 : READ_PAGE));
-                at += (size_t)got / 8 * PAGE;
-            }
-        }
-        while (strchr(line, '\n') == NULL && fgets(line, sizeof line, maps) != NULL)
-            ; /* a line longer than the buffer: skip its tail */
-    }
-    fclose(maps);
-    close(pagemap);
-    return 0;
+    walked = for_each_mapping(find_own_pages, &search);
+    close(search.pagemap);
+    return walked;
 }
 
 static void note_own_before(uint64_t page)

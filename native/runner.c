@@ -23,25 +23,20 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+static void mark_forkable(const struct mapping *m, void *context)
+{
+    (void)context;
+    if (strcmp(m->name, "[vsyscall]") != 0 && strcmp(m->name, "[vvar]") != 0 && strcmp(m->name, "[vdso]") != 0)
+        madvise((void *)m->start, m->end - m->start, MADV_DOFORK); /* failures are harmless */
+}
+
 /* V8 allocates its pages MADV_DONTFORK, and keeps allocating: undo it on
- * every mapping right before every fork, or the child has no heap. */
+ * every mapping right before every fork, or the child has no heap. If the
+ * maps cannot be read, the fork still happens: a child without heap dies
+ * loudly. */
 static void mark_all_mappings_forkable(void)
 {
-    FILE *maps = fopen("/proc/self/maps", "re");
-    char line[4096];
-    if (maps == NULL)
-        return; /* the fork will still happen; a child without heap dies loudly */
-    while (fgets(line, sizeof line, maps) != NULL) {
-        uintptr_t start, end;
-        if (strstr(line, "[vsyscall]") || strstr(line, "[vvar]") || strstr(line, "[vdso]"))
-            continue;
-        if (sscanf(line, "%lx-%lx", &start, &end) == 2)
-            madvise((void *)start, end - start, MADV_DOFORK); /* failures are harmless */
-        /* a line longer than the buffer: skip its tail */
-        while (strchr(line, '\n') == NULL && fgets(line, sizeof line, maps) != NULL)
-            ;
-    }
-    fclose(maps);
+    for_each_mapping(mark_forkable, NULL);
 }
 
 static void runner_fail(const char *what)
@@ -93,25 +88,26 @@ static void become_runner(pid_t server)
 }
 
 /* Forks with `do_fork` once every mapping is forkable again; the child
- * becomes a runner that dies with `server`. */
-static napi_value fork_runner(napi_env env, pid_t (*do_fork)(void), const char *what, pid_t server)
+ * becomes a runner that dies with `server`. Returns what do_fork returns. */
+static pid_t fork_runner(pid_t (*do_fork)(void), pid_t server)
 {
-    napi_value result;
     pid_t pid;
     mark_all_mappings_forkable();
     pid = do_fork();
-    if (pid < 0)
-        return throw_errno(env, what);
     if (pid == 0)
         become_runner(server);
-    napi_create_int32(env, pid, &result);
-    return result;
+    return pid;
 }
 
 static napi_value js_fork_warm(napi_env env, napi_callback_info info)
 {
+    napi_value result;
+    pid_t pid = fork_runner(fork, getpid());
     (void)info;
-    return fork_runner(env, fork, "fork", getpid());
+    if (pid < 0)
+        return throw_errno(env, "fork");
+    napi_create_int32(env, pid, &result);
+    return result;
 }
 
 /* For the forker, a child of the server that does nothing but fork spares:
@@ -125,10 +121,9 @@ static pid_t clone_sibling(void)
     return (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, NULL, NULL, NULL, NULL);
 }
 
-static napi_value js_fork_sibling(napi_env env, napi_callback_info info)
+pid_t fork_sibling_runner(void)
 {
-    (void)info;
-    return fork_runner(env, clone_sibling, "clone", getppid());
+    return fork_runner(clone_sibling, getppid());
 }
 
 static napi_value js_reap_children(napi_env env, napi_callback_info info)
@@ -464,7 +459,6 @@ static napi_value js_release_interrupt(napi_env env, napi_callback_info info)
 void register_runner(napi_env env, napi_value exports)
 {
     export_function(env, exports, "forkWarm", js_fork_warm);
-    export_function(env, exports, "forkSibling", js_fork_sibling);
     export_function(env, exports, "reapChildren", js_reap_children);
     export_function(env, exports, "installFds", js_install_fds);
     export_function(env, exports, "chdir", js_chdir);

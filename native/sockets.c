@@ -158,18 +158,46 @@ static napi_value js_recv(napi_env env, napi_callback_info info)
     return result;
 }
 
+/* One sendmsg (MSG_NOSIGNAL) of `len` bytes with `nfds` fds as SCM_RIGHTS;
+ * EINTR is retried. Returns what sendmsg returns. */
+ssize_t send_with_fds(int fd, const void *data, size_t len, const int *fds, uint32_t nfds)
+{
+    char control[CMSG_SPACE(MAX_PASSED_FDS * sizeof(int))];
+    struct msghdr msg;
+    struct iovec iov;
+    ssize_t n;
+
+    iov.iov_base = (void *)data;
+    iov.iov_len = len;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (nfds > 0) {
+        struct cmsghdr *cmsg;
+        memset(control, 0, sizeof control);
+        msg.msg_control = control;
+        msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+        cmsg = CMSG_FIRSTHDR(&msg);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+        memcpy(CMSG_DATA(cmsg), fds, nfds * sizeof(int));
+    }
+    do
+        n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
 /* send(fd, data, fds) -> bytes sent, or -1 when the socket is full */
 static napi_value js_send(napi_env env, napi_callback_info info)
 {
     size_t argc = 3;
     napi_value argv[3];
-    int fd;
+    int fd, passed[MAX_PASSED_FDS];
     void *data;
     size_t len;
     uint32_t nfds;
-    char control[CMSG_SPACE(MAX_PASSED_FDS * sizeof(int))];
-    struct msghdr msg;
-    struct iovec iov;
     ssize_t n;
 
     napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
@@ -179,32 +207,13 @@ static napi_value js_send(napi_env env, napi_callback_info info)
         napi_throw_range_error(env, NULL, "fds must be an array of at most 253 descriptors");
         return NULL;
     }
-    iov.iov_base = data;
-    iov.iov_len = len;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    if (nfds > 0) {
-        struct cmsghdr *cmsg;
-        int passed[MAX_PASSED_FDS];
-        for (uint32_t i = 0; i < nfds; i++) {
-            napi_value v;
-            napi_get_element(env, argv[2], i, &v);
-            if (!arg_int(env, v, &passed[i]))
-                return NULL;
-        }
-        memset(control, 0, sizeof control);
-        msg.msg_control = control;
-        msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-        cmsg = CMSG_FIRSTHDR(&msg);
-        cmsg->cmsg_level = SOL_SOCKET;
-        cmsg->cmsg_type = SCM_RIGHTS;
-        cmsg->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-        memcpy(CMSG_DATA(cmsg), passed, nfds * sizeof(int));
+    for (uint32_t i = 0; i < nfds; i++) {
+        napi_value v;
+        napi_get_element(env, argv[2], i, &v);
+        if (!arg_int(env, v, &passed[i]))
+            return NULL;
     }
-    do
-        n = sendmsg(fd, &msg, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
+    n = send_with_fds(fd, data, len, passed, nfds);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return int_value(env, -1);

@@ -55,9 +55,6 @@ export interface Native {
    * In the child: new session, all signals default and unblocked, and
    * SIGKILL when the parent dies. Returns the pid, or 0 in the child. */
   forkWarm(): number;
-  /** forkWarm for a child of the server (the forker): the new process is the
-   * server's child too (CLONE_PARENT), a sibling of the caller. */
-  forkSibling(): number;
   /** Reaps every child that has ended (waitpid -1, WNOHANG). */
   reapChildren(): Reaped[];
   /** Installs fds[i] at number targets[i], moves the (at most two) `keep` fds
@@ -80,6 +77,13 @@ export interface Native {
   becomeUser(uid: number, gid: number, groups: number[]): void;
   /** SIGINT back to its default action, as lua.c leaves it between chunks. */
   releaseInterrupt(): void;
+
+  // forker.c
+  /** The forker's loop: for each byte read on `control`, fork a spare (the
+   * server's child too, CLONE_PARENT) and answer its pid (u32 LE, 0 if the
+   * fork failed) with its line as SCM_RIGHTS. Returns only in a spare: its
+   * end of the line. _exit(0) when `control` ends. */
+  serveForks(control: number): number;
 
   // prefault.c
   /** A new, empty set of learned pages, shared with the children forked

@@ -38,7 +38,7 @@ interface Forker {
   reaped: Set<number>;
 }
 
-const ANSWER_BYTES = 4;
+const ANSWER_BYTES = 4; // native/forker.c sends them
 
 export class SparePool {
   private spares: Spare[] = [];
@@ -193,19 +193,10 @@ export class SparePool {
 }
 
 /** The forker's life: for each byte the server sends, fork a spare (the
- * server's child, see forkSibling) and send back its pid and line. It ends
- * when the server closes the control socket. Never returns. */
+ * server's child too) and send back its pid and line. The loop is native
+ * (native/forker.c says why); it returns only in a new spare, and the
+ * forker leaves with _exit when the server closes the control socket. */
 function serveAsForker(L: LuaState, controlFd: number, asPeer: boolean): never {
-  try {
-    forkOnRequest(L, controlFd, asPeer);
-  } catch {
-    // The server closed or reset the control socket: nobody left to serve.
-    // Returning instead would run the server's own code in this process.
-  }
-  return native.exit(0);
-}
-
-function forkOnRequest(L: LuaState, controlFd: number, asPeer: boolean): void {
   const [control] = native.installFds([], [], [controlFd]);
   // Every spare starts with an empty young generation. At the forker's fork
   // it was 5.6 of its 8 MB full, and a run that allocated the rest first had
@@ -213,28 +204,7 @@ function forkOnRequest(L: LuaState, controlFd: number, asPeer: boolean): void {
   // generated-module script: 24 ms, 17 ms after this; see bin/warmluad for
   // --expose-gc). A minor collection: a full one there made runners slower.
   (globalThis as { gc?: (options: { type: string }) => void }).gc?.({ type: 'minor' });
-  for (;;) {
-    native.waitReadable(control);
-    const received = native.recv(control, 64);
-    if (received === null) continue;
-    if (received.data.length === 0) return;
-    for (let i = 0; i < received.data.length; i++) answer(L, control, asPeer);
-  }
-}
-
-/** Forks one spare and tells the server its pid and line (pid 0 and no
- * line if that failed: the server asks again on its next refill). */
-function answer(L: LuaState, control: number, asPeer: boolean): void {
-  const reply = Buffer.alloc(ANSWER_BYTES);
-  let spare: Spare | undefined;
-  try {
-    spare = forkWithLine(native.forkSibling, (end) => serveAsSpare(L, end, asPeer));
-    reply.writeUInt32LE(spare.pid, 0);
-  } catch {
-    // EAGAIN, ENOMEM...: reply stays pid 0
-  }
-  native.send(control, reply, spare ? [spare.line] : []);
-  if (spare) native.close(spare.line);
+  return serveAsSpare(L, native.serveForks(control), asPeer);
 }
 
 /** Forks (with `fork`) a child that lives `life` on its end of a new socket

@@ -1,0 +1,106 @@
+/* The forker's loop: for each byte the server sends on the control socket,
+ * fork a spare and answer with its pid (u32, little-endian, pid 0 if the
+ * fork failed) and, with a pid, the server's end of the spare's line.
+ *
+ * Why in C: every fork copies the forker's page tables, and every runner's
+ * exit tears its copy down again, one entry per 4 KiB page of the forker's
+ * 60 MB. So before its first fork the forker gathers its private memory
+ * into 2 MiB huge pages (MADV_COLLAPSE), which fork and exit handle in one
+ * entry each. Those only last while the forker writes none of their pages,
+ * and JavaScript running between forks did: allocation, collection. This
+ * loop runs none. A runner's own writes still copy 4 KiB pages. */
+#include "addon.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#ifndef MADV_COLLAPSE /* Linux 6.1; older kernels say EINVAL, and nothing is collapsed */
+#define MADV_COLLAPSE 25
+#endif
+
+#define HUGE_PAGE (2UL << 20)
+
+/* Each whole 2 MiB of a private writable anonymous mapping (the V8 heap,
+ * malloc's) becomes a huge page. Failures leave small pages: only slower. */
+static void collapse(const struct mapping *m, void *context)
+{
+    unsigned long from = (m->start + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    unsigned long to = m->end & ~(HUGE_PAGE - 1);
+    (void)context;
+    if (strcmp(m->perms, "rw-p") == 0 && m->inode == 0 && strcmp(m->name, "[stack]") != 0 && from < to)
+        madvise((void *)from, to - from, MADV_COLLAPSE);
+}
+
+/* Forks one spare on a new line. Returns, in the spare, its end of the
+ * line. In the forker, returns -1, with the spare's pid in *pid and the
+ * forker's end of the line in *line (0 and -1 if there is no spare). */
+static int fork_spare(pid_t *pid, int *line)
+{
+    int pair[2];
+    *pid = 0;
+    *line = -1;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+        return -1; /* EMFILE, ENOMEM: the server asks again on its next refill */
+    *pid = fork_sibling_runner();
+    if (*pid == 0) {
+        close(pair[0]);
+        return pair[1];
+    }
+    close(pair[1]);
+    if (*pid < 0) {
+        *pid = 0;
+        close(pair[0]);
+        return -1;
+    }
+    *line = pair[0];
+    return -1;
+}
+
+/* Sends the spare's pid and line; the forker's end is closed either way. */
+static int answer(int control, pid_t pid, int line)
+{
+    unsigned char reply[4] = { pid & 0xff, (pid >> 8) & 0xff, (pid >> 16) & 0xff, (pid >> 24) & 0xff };
+    ssize_t sent = send_with_fds(control, reply, sizeof reply, &line, line >= 0 ? 1 : 0);
+    if (line >= 0)
+        close(line);
+    return sent == (ssize_t)sizeof reply ? 0 : -1;
+}
+
+/* serveForks(control): the forker's life. Returns only in a new spare: its
+ * end of its line. When the server closes the control socket (or cannot be
+ * answered), the forker leaves with _exit(0): returning would run the
+ * server's own code in this process. */
+static napi_value js_serve_forks(napi_env env, napi_callback_info info)
+{
+    napi_value result;
+    int control;
+    if (!fd_argument(env, info, &control))
+        return NULL;
+    for_each_mapping(collapse, NULL);
+    for (;;) {
+        unsigned char asked[64];
+        ssize_t n = recv(control, asked, sizeof asked, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            _exit(0);
+        for (ssize_t i = 0; i < n; i++) {
+            pid_t pid;
+            int line, spare_end = fork_spare(&pid, &line);
+            if (spare_end >= 0) {
+                napi_create_int32(env, spare_end, &result);
+                return result;
+            }
+            if (answer(control, pid, line) < 0)
+                _exit(0);
+        }
+    }
+}
+
+void register_forker(napi_env env, napi_value exports)
+{
+    export_function(env, exports, "serveForks", js_serve_forks);
+}

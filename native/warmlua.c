@@ -53,6 +53,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -186,7 +187,8 @@ static int list_fds(void)
         because("cannot list open descriptors: /proc/self/fd: %s", strerror(errno));
         return -1;
     }
-    while ((n = getdents64(dir, buf, sizeof buf)) > 0) {
+    /* the raw call: glibc and musl declare getdents64 differently */
+    while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
         for (ssize_t off = 0; off < n;) {
             struct dirent64 *d = (struct dirent64 *)(buf + off);
             char *end;

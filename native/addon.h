@@ -46,8 +46,13 @@ int for_each_mapping(void (*visit)(const struct mapping *m, void *context), void
  * EINTR is retried. Returns what sendmsg returns (sockets.c). */
 ssize_t send_with_fds(int fd, const void *data, size_t len, const int *fds, uint32_t nfds);
 
+/* Undoes V8's MADV_DONTFORK on every mapping (runner.c): needed before a
+ * fork whenever JavaScript has run since the last one. */
+void mark_all_mappings_forkable(void);
+
 /* fork for the forker (runner.c): the child is a runner, and the server's
- * child too, a sibling of the caller. Returns what fork returns. */
+ * child too, a sibling of the caller. Returns what fork returns. The caller
+ * has made its mappings forkable. */
 pid_t fork_sibling_runner(void);
 
 /* The most supplementary groups --as-peer carries over (the kernel allows

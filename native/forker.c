@@ -8,7 +8,9 @@
  * into 2 MiB huge pages (MADV_COLLAPSE), which fork and exit handle in one
  * entry each. Those only last while the forker writes none of their pages,
  * and JavaScript running between forks did: allocation, collection. This
- * loop runs none. A runner's own writes still copy 4 KiB pages. */
+ * loop runs none, which also spares it the walk of its maps that undoes
+ * V8's MADV_DONTFORK before each fork: one walk before the first is enough.
+ * A runner's own writes still copy 4 KiB pages. */
 #include "addon.h"
 
 #include <errno.h>
@@ -79,6 +81,9 @@ static napi_value js_serve_forks(napi_env env, napi_callback_info info)
     int control;
     if (!fd_argument(env, info, &control))
         return NULL;
+    /* Once: no JavaScript runs here to map new DONTFORK pages. First, as
+     * it merges mappings that differed only by that flag. */
+    mark_all_mappings_forkable();
     for_each_mapping(collapse, NULL);
     for (;;) {
         unsigned char asked[64];

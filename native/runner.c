@@ -30,11 +30,11 @@ static void mark_forkable(const struct mapping *m, void *context)
         madvise((void *)m->start, m->end - m->start, MADV_DOFORK); /* failures are harmless */
 }
 
-/* V8 allocates its pages MADV_DONTFORK, and keeps allocating: undo it on
- * every mapping right before every fork, or the child has no heap. If the
- * maps cannot be read, the fork still happens: a child without heap dies
- * loudly. */
-static void mark_all_mappings_forkable(void)
+/* V8 allocates its pages MADV_DONTFORK, and keeps allocating while
+ * JavaScript runs: undo it on every mapping right before every fork, or the
+ * child has no heap. If the maps cannot be read, the fork still happens: a
+ * child without heap dies loudly. */
+void mark_all_mappings_forkable(void)
 {
     for_each_mapping(mark_forkable, NULL);
 }
@@ -87,13 +87,11 @@ static void become_runner(pid_t server)
         runner_fail("prctl(PR_SET_PDEATHSIG)");
 }
 
-/* Forks with `do_fork` once every mapping is forkable again; the child
- * becomes a runner that dies with `server`. Returns what do_fork returns. */
+/* Forks with `do_fork`; the child becomes a runner that dies with `server`.
+ * Returns what do_fork returns. */
 static pid_t fork_runner(pid_t (*do_fork)(void), pid_t server)
 {
-    pid_t pid;
-    mark_all_mappings_forkable();
-    pid = do_fork();
+    pid_t pid = do_fork();
     if (pid == 0)
         become_runner(server);
     return pid;
@@ -102,8 +100,10 @@ static pid_t fork_runner(pid_t (*do_fork)(void), pid_t server)
 static napi_value js_fork_warm(napi_env env, napi_callback_info info)
 {
     napi_value result;
-    pid_t pid = fork_runner(fork, getpid());
+    pid_t pid;
     (void)info;
+    mark_all_mappings_forkable();
+    pid = fork_runner(fork, getpid());
     if (pid < 0)
         return throw_errno(env, "fork");
     napi_create_int32(env, pid, &result);

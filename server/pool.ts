@@ -13,7 +13,7 @@
 // Without a forker (it could not start, or died) the server forks itself.
 import type { LuaState } from 'fengari';
 import { native, type PollHandle } from './native.js';
-import { serveAsSpare } from './runner.js';
+import { serveAsSpare, setRunnerFlags } from './runner.js';
 import { flushAll } from './stdlib/index.js';
 
 export interface Spare {
@@ -204,6 +204,7 @@ function serveAsForker(L: LuaState, controlFd: number, asPeer: boolean): never {
   // generated-module script: 24 ms, 17 ms after this; see bin/warmluad for
   // --expose-gc). A minor collection: a full one there made runners slower.
   (globalThis as { gc?: (options: { type: string }) => void }).gc?.({ type: 'minor' });
+  setRunnerFlags();
   return serveAsSpare(L, native.serveForks(control), asPeer);
 }
 

@@ -26,6 +26,17 @@ const RECV_CHUNK = 64 * 1024;
  * 3.5 s CPU-bound script unchanged (interleaved A/B; 6 and 20 did as 10). */
 const RUNNER_TICKS_BEFORE_OPTIMIZATION = 10;
 
+let runnerFlagsSet = false;
+
+/** Gives this process the runners' V8 flags, once: the forker sets them
+ * before its first fork, so its spares inherit them and skip the call (50
+ * us, its first in a process). */
+export function setRunnerFlags(): void {
+  if (runnerFlagsSet) return;
+  v8.setFlagsFromString(`--ticks-before-optimization=${RUNNER_TICKS_BEFORE_OPTIMIZATION}`);
+  runnerFlagsSet = true;
+}
+
 /** How long a spare waits before it prefaults (see awaitJob). Long enough
  * that under load, where spares are taken at once, none does; short enough
  * that one does between runs back to back (a few ms apart). At 2 ms rather
@@ -139,7 +150,7 @@ export function serveAsSpare(L: LuaState, lineFd: number, asPeer: boolean): neve
   try {
     // Drop the server's descriptors now, while nobody waits for this runner.
     const [line] = native.installFds([], [], [lineFd]);
-    v8.setFlagsFromString(`--ticks-before-optimization=${RUNNER_TICKS_BEFORE_OPTIMIZATION}`);
+    setRunnerFlags();
     const job = awaitJob(line);
     specialise(job, line, asPeer);
     status = luaMain(L, job.request.argv);

@@ -14,6 +14,7 @@
 #include "addon.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -83,6 +84,10 @@ static napi_value js_serve_forks(napi_env env, napi_callback_info info)
         return NULL;
     /* Once: no JavaScript runs here to map new DONTFORK pages. First, as
      * it merges mappings that differed only by that flag. */
+    /* malloc's free lists put in order once here, not in every runner: a
+     * runner's first large malloc consolidated the chunks the server had
+     * freed, writing (copying) the pages they lie in. */
+    malloc_trim(0);
     mark_all_mappings_forkable();
     for_each_mapping(collapse, NULL);
     for (;;) {

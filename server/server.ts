@@ -114,7 +114,7 @@ class Connection {
     private readonly server: Server,
     requestTimeoutMs: number,
   ) {
-    this.poll = native.pollReadable(fd, () => this.onReadable());
+    this.poll = native.pollReadable(fd, () => this.readAvailable());
     this.requestTimer = setTimeout(() => server.requestTimedOut(this), requestTimeoutMs);
     this.requestTimer.unref();
   }
@@ -124,7 +124,8 @@ class Connection {
     clearTimeout(this.requestTimer);
   }
 
-  private onReadable(): void {
+  /** Reads and handles what the client has sent so far. */
+  readAvailable(): void {
     try {
       for (;;) {
         const received = native.recv(this.fd, RECV_CHUNK);
@@ -242,6 +243,9 @@ export class Server {
       for (let fd = native.accept(this.listenFd); fd >= 0; fd = native.accept(this.listenFd)) {
         const conn = new Connection(fd, this, this.options.requestTimeoutMs);
         this.checkPeer(conn);
+        // A client sends its request as soon as it connects: it is usually
+        // there already, and need not wait for another turn of the loop.
+        if (!conn.closed) conn.readAvailable();
       }
     } catch (error) {
       // EMFILE, ENOMEM...: the server must not die of it. The client waits in

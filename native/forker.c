@@ -82,12 +82,14 @@ static napi_value js_serve_forks(napi_env env, napi_callback_info info)
     int control;
     if (!fd_argument(env, info, &control))
         return NULL;
-    /* Once: no JavaScript runs here to map new DONTFORK pages. First, as
-     * it merges mappings that differed only by that flag. */
+#ifdef __GLIBC__
     /* malloc's free lists put in order once here, not in every runner: a
      * runner's first large malloc consolidated the chunks the server had
      * freed, writing (copying) the pages they lie in. */
     malloc_trim(0);
+#endif
+    /* Once: no JavaScript runs here to map new DONTFORK pages. Before the
+     * collapse, as it merges mappings that differed only by that flag. */
     mark_all_mappings_forkable();
     for_each_mapping(collapse, NULL);
     for (;;) {

@@ -1,7 +1,7 @@
 /* Walking /proc/self/maps, for the parts that act on every mapping: fork
  * (MADV_DOFORK), the forker (huge pages) and prefaulting (pagemap).
  * It reads with read(2) into a static buffer, not stdio: the forker walks
- * its maps before every fork, and must not write its heap to do so. */
+ * its maps with its heap in huge pages, and must not write that heap. */
 #include "addon.h"
 
 #include <errno.h>
@@ -24,6 +24,7 @@ int for_each_mapping(void (*visit)(const struct mapping *m, void *context), void
 {
     static char buffer[16384];
     size_t held = 0;
+    int skipping = 0; /* in a line longer than the buffer (a very long path): dropped */
     int maps = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
     if (maps < 0)
         return -1;
@@ -42,17 +43,20 @@ int for_each_mapping(void (*visit)(const struct mapping *m, void *context), void
         while ((newline = strchr(line, '\n')) != NULL) {
             struct mapping m;
             *newline = '\0';
-            if (parse_mapping(line, &m))
+            if (!skipping && parse_mapping(line, &m))
                 visit(&m, context);
+            skipping = 0;
             line = newline + 1;
         }
         held -= (size_t)(line - buffer);
         memmove(buffer, line, held);
         if (got == 0)
             break;
-        if (held == sizeof buffer - 1)
-            held = 0; /* a line longer than the buffer (a very long path): drop it */
+        if (held == sizeof buffer - 1) {
+            held = 0;
+            skipping = 1;
+        }
     }
     close(maps);
-    return 0;
+    return 0; /* the kernel ends the last line with a newline too */
 }

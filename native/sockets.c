@@ -167,6 +167,10 @@ ssize_t send_with_fds(int fd, const void *data, size_t len, const int *fds, uint
     struct iovec iov;
     ssize_t n;
 
+    if (nfds > MAX_PASSED_FDS) {
+        errno = EINVAL;
+        return -1;
+    }
     iov.iov_base = (void *)data;
     iov.iov_len = len;
     memset(&msg, 0, sizeof msg);

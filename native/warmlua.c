@@ -39,7 +39,6 @@
  * stop lua; SIGCONT (fg, bg) continues the runner. The runner gets SIGSTOP,
  * not SIGTSTP: in a session of its own, its process group is orphaned, and
  * the kernel discards SIGTSTP there. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -180,17 +179,25 @@ static sigset_t block_signals(void)
  * out). Returns -1 with the reason set when they cannot all be passed. */
 static int list_fds(void)
 {
-    char buf[4096];
+    /* the kernel's record for getdents64, called raw: glibc and musl (1.2.4
+     * on) do not declare struct dirent64 alike */
+    struct linux_dirent64 {
+        uint64_t d_ino;
+        int64_t d_off;
+        unsigned short d_reclen;
+        unsigned char d_type;
+        char d_name[];
+    };
+    _Alignas(8) char buf[4096];
     ssize_t n;
     int seen_stderr = 0, dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir < 0) {
         because("cannot list open descriptors: /proc/self/fd: %s", strerror(errno));
         return -1;
     }
-    /* the raw call: glibc and musl declare getdents64 differently */
     while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
         for (ssize_t off = 0; off < n;) {
-            struct dirent64 *d = (struct dirent64 *)(buf + off);
+            struct linux_dirent64 *d = (struct linux_dirent64 *)(buf + off);
             char *end;
             long fd = strtol(d->d_name, &end, 10);
             off += d->d_reclen;

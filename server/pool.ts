@@ -197,15 +197,23 @@ export class SparePool {
  * (native/forker.c says why); it returns only in a new spare, and the
  * forker leaves with _exit when the server closes the control socket. */
 function serveAsForker(L: LuaState, controlFd: number, asPeer: boolean): never {
-  const [control] = native.installFds([], [], [controlFd]);
-  // Every spare starts with an empty young generation. At the forker's fork
-  // it was 5.6 of its 8 MB full, and a run that allocated the rest first had
-  // to copy all of that, in pages shared with the forker (the bench's
-  // generated-module script: 24 ms, 17 ms after this; see bin/warmluad for
-  // --expose-gc). A minor collection: a full one there made runners slower.
-  (globalThis as { gc?: (options: { type: string }) => void }).gc?.({ type: 'minor' });
-  setRunnerFlags();
-  return serveAsSpare(L, native.serveForks(control), asPeer);
+  let spareLine;
+  try {
+    const [control] = native.installFds([], [], [controlFd]);
+    // Every spare starts with an empty young generation. At the forker's fork
+    // it was 5.6 of its 8 MB full, and a run that allocated the rest first had
+    // to copy all of that, in pages shared with the forker (the bench's
+    // generated-module script: 24 ms, 17 ms after this; see bin/warmluad for
+    // --expose-gc). A minor collection: a full one there made runners slower.
+    (globalThis as { gc?: (options: { type: string }) => void }).gc?.({ type: 'minor' });
+    setRunnerFlags();
+    spareLine = native.serveForks(control);
+  } catch {
+    // EMFILE and the like: the server sees the forker end and forks spares
+    // itself. Throwing on would run the server's own code in this process.
+    return native.exit(1);
+  }
+  return serveAsSpare(L, spareLine, asPeer);
 }
 
 /** Forks (with `fork`) a child that lives `life` on its end of a new socket

@@ -245,7 +245,7 @@ export class Server {
         this.checkPeer(conn);
         // A client sends its request as soon as it connects: it is usually
         // there already, and need not wait for another turn of the loop.
-        if (!conn.closed) conn.readAvailable();
+        if (!conn.closed) this.readNewConnection(conn);
       }
     } catch (error) {
       // EMFILE, ENOMEM...: the server must not die of it. The client waits in
@@ -257,6 +257,18 @@ export class Server {
       setTimeout(() => {
         if (this.accepting && !this.listenPoll) this.listenPoll = native.pollReadable(this.listenFd, () => this.acceptAll());
       }, ACCEPT_PAUSE_MS);
+    }
+  }
+
+  /** Reads what a new connection has sent. Its own errors are handled; one
+   * from handling them ends this connection only, and says so, rather than
+   * pass for a failure to accept. */
+  private readNewConnection(conn: Connection): void {
+    try {
+      conn.readAvailable();
+    } catch (error) {
+      this.log({ event: 'connection-error', message: `connection closed: ${(error as Error).message}` });
+      conn.close();
     }
   }
 

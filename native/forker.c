@@ -4,7 +4,7 @@
  *
  * Why in C: every fork copies the forker's page tables, and every runner's
  * exit tears its copy down again, one entry per 4 KiB page of the forker's
- * 60 MB. So before its first fork the forker gathers its private memory
+ * memory (86 MB here). So before its first fork the forker gathers its heap
  * into 2 MiB huge pages (MADV_COLLAPSE), which fork and exit handle in one
  * entry each. Those only last while the forker writes none of their pages,
  * and JavaScript running between forks did: allocation, collection. This

@@ -8,7 +8,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { run as runClient, WarmluaError } from '../client/client.js';
 import { FrameType, encodeFrame, encodeRun, encodeSignal } from '../server/protocol.js';
-import { bin, run, runShim, start, serverStarter, tempDir, writeScript, type Outcome, type Server } from './harness.js';
+import { bin, run, runShim, start, serverStarter, tempDir, writeScript, type Outcome } from './harness.js';
 
 const dir = tempDir();
 const hello = writeScript(dir, 'hello.lua', 'print("hello")\n');

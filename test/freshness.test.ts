@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { runShim, serverStarter, tempDir, writeScript, type Server } from './harness.js';
+import { runShim, serverStarter, tempDir, writeScript } from './harness.js';
 
 const TEST_TIMEOUT = 60_000;
 

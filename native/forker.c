@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -35,6 +36,17 @@ static void collapse(const struct mapping *m, void *context)
     (void)context;
     if (strcmp(m->perms, "rw-p") == 0 && m->inode == 0 && strcmp(m->name, "[stack]") != 0 && from < to)
         madvise((void *)from, to - from, MADV_COLLAPSE);
+}
+
+/* malloc keeps the chunks freed last on an unsorted list, and the next
+ * malloc that finds no chunk of its exact size files all of them in its
+ * bins, writing a pointer into each one's neighbour. In a runner, that
+ * copied a page per chunk: 200 of them. A malloc of a size that nothing
+ * fits files them here, once. (volatile: or the compiler drops the pair.) */
+static void sort_free_chunks(void)
+{
+    void *volatile probe = malloc(64 * 1024);
+    free(probe);
 }
 
 /* Forks one spare on a new line. Returns, in the spare, its end of the
@@ -88,6 +100,7 @@ static napi_value js_serve_forks(napi_env env, napi_callback_info info)
      * freed, writing (copying) the pages they lie in. */
     malloc_trim(0);
 #endif
+    sort_free_chunks();
     /* Once: no JavaScript runs here to map new DONTFORK pages. Before the
      * collapse, as it merges mappings that differed only by that flag. */
     mark_all_mappings_forkable();

@@ -42,6 +42,10 @@ struct mapping {
  * if /proc/self/maps could not be read. */
 int for_each_mapping(void (*visit)(const struct mapping *m, void *context), void *context);
 
+/* Before the forker's first fork (hugepages.c): its private memory, the V8
+ * heap above all, into 2 MiB huge pages where it can be. */
+void gather_into_huge_pages(void);
+
 /* One sendmsg (MSG_NOSIGNAL) of `len` bytes with `nfds` fds as SCM_RIGHTS;
  * EINTR is retried. Returns what sendmsg returns (sockets.c). */
 ssize_t send_with_fds(int fd, const void *data, size_t len, const int *fds, uint32_t nfds);

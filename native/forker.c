@@ -5,7 +5,7 @@
  * Why in C: every fork copies the forker's page tables, and every runner's
  * exit tears its copy down again, one entry per 4 KiB page of the forker's
  * memory (86 MB here). So before its first fork the forker gathers its heap
- * into 2 MiB huge pages (MADV_COLLAPSE), which fork and exit handle in one
+ * into 2 MiB huge pages (hugepages.c), which fork and exit handle in one
  * entry each. Those only last while the forker writes none of their pages,
  * and JavaScript running between forks did: allocation, collection. This
  * loop runs none, which also spares it the walk of its maps that undoes
@@ -16,27 +16,8 @@
 #include <errno.h>
 #include <malloc.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#ifndef MADV_COLLAPSE /* Linux 6.1; older kernels say EINVAL, and nothing is collapsed */
-#define MADV_COLLAPSE 25
-#endif
-
-#define HUGE_PAGE (2UL << 20)
-
-/* Each whole 2 MiB of a private writable anonymous mapping (the V8 heap,
- * malloc's) becomes a huge page. Failures leave small pages: only slower. */
-static void collapse(const struct mapping *m, void *context)
-{
-    unsigned long from = (m->start + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
-    unsigned long to = m->end & ~(HUGE_PAGE - 1);
-    (void)context;
-    if (strcmp(m->perms, "rw-p") == 0 && m->inode == 0 && strcmp(m->name, "[stack]") != 0 && from < to)
-        madvise((void *)from, to - from, MADV_COLLAPSE);
-}
 
 /* malloc keeps the chunks freed last on an unsorted list, and the next
  * malloc that finds no chunk of its exact size files all of them in its
@@ -104,7 +85,7 @@ static napi_value js_serve_forks(napi_env env, napi_callback_info info)
     /* Once: no JavaScript runs here to map new DONTFORK pages. Before the
      * collapse, as it merges mappings that differed only by that flag. */
     mark_all_mappings_forkable();
-    for_each_mapping(collapse, NULL);
+    gather_into_huge_pages();
     for (;;) {
         unsigned char asked[64];
         ssize_t n = recv(control, asked, sizeof asked, 0);

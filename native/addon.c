@@ -81,6 +81,7 @@ static napi_value init(napi_env env, napi_value exports)
     register_stdlib(env, exports);
     register_prefault(env, exports);
     register_forker(env, exports);
+    register_fingerprint(env, exports);
     return exports;
 }
 

@@ -68,6 +68,7 @@ void register_runner(napi_env env, napi_value exports);
 void register_stdlib(napi_env env, napi_value exports);
 void register_prefault(napi_env env, napi_value exports);
 void register_forker(napi_env env, napi_value exports);
+void register_fingerprint(napi_env env, napi_value exports);
 
 /* Every signal to its default action and unblocked, as a fresh lua would
  * find them (Node ignores SIGPIPE and handles others). Returns -1 on error. */

@@ -5,6 +5,7 @@
 // sees stale preloaded code; fs.watch only makes that re-warm happen sooner.
 import fs from 'node:fs';
 import path from 'node:path';
+import { native } from './native.js';
 
 /** File times tick with the kernel's coarse clock (up to 10 ms, seconds on
  * some file systems): two writes that close together can leave the same
@@ -12,23 +13,20 @@ import path from 'node:path';
  * (git's "racy" index entries). */
 const RACY_MS = 2000;
 
-interface Version {
-  /** ino, size, mtime and ctime in ns; "missing" when the file is not there. */
-  stat: string;
-  /** Changed within RACY_MS of now. */
-  racy: boolean;
+/** native.fingerprintFiles: the bytes per file, and where its times are. */
+const FINGERPRINT_BYTES = 32;
+const MTIME_AT = 16;
+const CTIME_AT = 24;
+
+function isMissing(fingerprint: Buffer): boolean {
+  return fingerprint.every((byte) => byte === 0);
 }
 
-function versionOf(file: string): Version {
-  let s;
-  try {
-    s = fs.statSync(file, { bigint: true, throwIfNoEntry: false });
-  } catch {
-    // EACCES and the like: Lua's searcher cannot read it either
-  }
-  if (!s) return { stat: 'missing', racy: false };
-  const changedMs = Number((s.mtimeNs > s.ctimeNs ? s.mtimeNs : s.ctimeNs) / 1_000_000n);
-  return { stat: `${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`, racy: Date.now() - changedMs < RACY_MS };
+function isRacy(fingerprint: Buffer): boolean {
+  const mtimeNs = fingerprint.readBigUInt64LE(MTIME_AT);
+  const ctimeNs = fingerprint.readBigUInt64LE(CTIME_AT);
+  const changedMs = Number((mtimeNs > ctimeNs ? mtimeNs : ctimeNs) / 1_000_000n);
+  return Date.now() - changedMs < RACY_MS;
 }
 
 function contentOf(file: string): Buffer | undefined {
@@ -39,32 +37,48 @@ function contentOf(file: string): Buffer | undefined {
   }
 }
 
-interface Recorded {
-  stat: string;
-  /** The bytes, kept while its times cannot tell a change. */
-  content?: Buffer;
-}
-
+/** The files, and their fingerprints as they were just before each was
+ * read. The check before each run is one native call that stats them all
+ * and one comparison of the bytes, while no file is racy. */
 export class Snapshot {
-  private readonly files = new Map<string, Recorded>();
+  private readonly files: string[] = [];
+  /** Each file's path, NUL-ended, for native.fingerprintFiles. */
+  private paths = Buffer.alloc(0);
+  private recorded = Buffer.alloc(0);
+  /** By index in `files`: the bytes, kept while its times cannot tell a change. */
+  private readonly contents = new Map<number, Buffer>();
 
   /** Records `file` as it is now (call it before reading the file: a change
    * in between then shows as a change); true if it exists. */
   add(file: string): boolean {
     const absolute = path.resolve(file);
-    const { stat, racy } = versionOf(absolute);
-    this.files.set(absolute, { stat, content: racy ? contentOf(absolute) : undefined });
-    return stat !== 'missing';
+    const fingerprint = native.fingerprintFiles(Buffer.from(`${absolute}\0`));
+    let index = this.files.indexOf(absolute);
+    if (index < 0) {
+      index = this.files.push(absolute) - 1;
+      this.paths = Buffer.concat([this.paths, Buffer.from(`${absolute}\0`)]);
+      this.recorded = Buffer.concat([this.recorded, fingerprint]);
+    } else {
+      fingerprint.copy(this.recorded, index * FINGERPRINT_BYTES);
+    }
+    const content = !isMissing(fingerprint) && isRacy(fingerprint) ? contentOf(absolute) : undefined;
+    if (content) this.contents.set(index, content);
+    else this.contents.delete(index);
+    return !isMissing(fingerprint);
   }
 
   /** The first file that is not as recorded, if any. */
   changed(): string | undefined {
-    for (const [file, recorded] of this.files) {
-      const now = versionOf(file);
-      if (now.stat !== recorded.stat) return file;
-      if (!recorded.content) continue;
-      if (!contentOf(file)?.equals(recorded.content)) return file;
-      if (!now.racy) recorded.content = undefined; // from here on its times tell
+    const now = native.fingerprintFiles(this.paths);
+    if (this.contents.size === 0 && now.equals(this.recorded)) return undefined;
+    for (let index = 0; index < this.files.length; index++) {
+      const at = index * FINGERPRINT_BYTES;
+      const fingerprint = now.subarray(at, at + FINGERPRINT_BYTES);
+      if (!fingerprint.equals(this.recorded.subarray(at, at + FINGERPRINT_BYTES))) return this.files[index];
+      const content = this.contents.get(index);
+      if (!content) continue;
+      if (!contentOf(this.files[index])?.equals(content)) return this.files[index];
+      if (!isRacy(fingerprint)) this.contents.delete(index); // from here on its times tell
     }
     return undefined;
   }
@@ -72,7 +86,7 @@ export class Snapshot {
   /** The directories to watch: a file's own watch is lost when an editor
    * replaces it, and a missing file has none. */
   directories(): string[] {
-    return [...new Set([...this.files.keys()].map((file) => path.dirname(file)))];
+    return [...new Set(this.files.map((file) => path.dirname(file)))];
   }
 }
 

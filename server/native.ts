@@ -96,6 +96,11 @@ export interface Native {
   /** After the status is reported: the pages a learning runner made its own
    * during its job join the set. */
   learnWrittenPages(): void;
+
+  // fingerprint.c
+  /** stat(2) of each NUL-ended path in `paths`: per file, u64 LE inode,
+   * size, mtime and ctime in ns (32 bytes); all zero if stat fails. */
+  fingerprintFiles(paths: Buffer): Buffer;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

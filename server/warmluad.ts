@@ -29,7 +29,7 @@ const USAGE = `usage: warmluad [options]
                         maxRuntime, asPeer; SIGHUP or an edit re-reads it
                         (options given here win)
   --drain-timeout SECS  on SIGTERM, how long running scripts may finish (default 10)
-  --spares N            runners forked ahead of demand (default 2)
+  --spares N            runners forked ahead of demand (default 4)
   --max-runners N       runs at once (default 64); more wait in the queue
   --queue-size N        requests that may wait for a runner (default 256); beyond,
                         the client gets BUSY and the shim runs the script cold
@@ -224,7 +224,7 @@ export function parseConfig(args: string[], snapshot?: Snapshot): Config {
     luaPath: optionalString(cli['lua-path'] ?? file.luaPath, 'luaPath'),
     warmup: optionalString(cli.warmup ?? file.warmup, 'warmup') ?? BUILTIN_WARMUP,
     drainTimeoutMs: asSeconds(cli['drain-timeout'] ?? file.drainTimeout ?? 10, 'drain timeout'),
-    spares: asInteger(cli.spares ?? file.spares ?? 2, 'spares', 0, 64),
+    spares: asInteger(cli.spares ?? file.spares ?? 4, 'spares', 0, 64),
     allowUid: asIdList(cli['allow-uid'] ?? file.allowUid ?? [], 'allow uid'),
     allowGid: asIdList(cli['allow-gid'] ?? file.allowGid ?? [], 'allow gid'),
     requestTimeoutMs: asPositiveSeconds(cli['request-timeout'] ?? file.requestTimeout ?? 10, 'request timeout'),

@@ -36,11 +36,16 @@ struct mapping {
     char perms[5];       /* "rw-p" */
     unsigned long inode; /* 0: anonymous */
     const char *name;    /* path, "[heap]", or "" */
+    const char *flags;   /* smaps' VmFlags (" rd wr mr mw me ac"); "" from maps */
 };
 
 /* Calls `visit` for each of this process's mappings (maps.c). Returns -1
- * if /proc/self/maps could not be read. */
+ * if /proc/self/maps could not be read whole (a line too long for the
+ * walk's buffer is skipped, and counts as such). */
 int for_each_mapping(void (*visit)(const struct mapping *m, void *context), void *context);
+
+/* The same from /proc/self/smaps, with each mapping's flags. */
+int for_each_mapping_with_flags(void (*visit)(const struct mapping *m, void *context), void *context);
 
 /* Before the forker's first fork (hugepages.c): its private memory, the V8
  * heap above all, into 2 MiB huge pages where it can be. */

@@ -17,9 +17,10 @@ static void put_u64(unsigned char *to, uint64_t value)
         to[i] = (unsigned char)(value >> (8 * i));
 }
 
+/* Times before 1970 count as 1970: old, and so never "racy". */
 static uint64_t nanoseconds(struct timespec t)
 {
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+    return t.tv_sec < 0 ? 0 : (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
 /* fingerprintFiles(paths): `paths` is a Buffer of paths, each ended by a

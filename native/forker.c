@@ -19,15 +19,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* malloc keeps the chunks freed last on an unsorted list, and the next
- * malloc that finds no chunk of its exact size files all of them in its
+/* glibc's malloc keeps the chunks freed last on an unsorted list, and the
+ * next malloc that finds no chunk of its exact size files all of them in its
  * bins, writing a pointer into each one's neighbour. In a runner, that
  * copied a page per chunk: 200 of them. A malloc of a size that nothing
  * fits files them here, once. (volatile: or the compiler drops the pair.) */
 static void sort_free_chunks(void)
 {
+#ifdef __GLIBC__
     void *volatile probe = malloc(64 * 1024);
     free(probe);
+#endif
 }
 
 /* Forks one spare on a new line. Returns, in the spare, its end of the

@@ -8,29 +8,32 @@
  * merge (each has its own anon_vma). Such a stretch is first rebuilt as one
  * mapping: its contents are copied into a new 2 MiB mapping, which mremap
  * then moves over the old ones. The holes become zeroed memory that nobody
- * uses; V8 may still unmap or protect any part of the stretch, as before. */
+ * uses; V8 may still unmap or protect any part of the stretch, as before.
+ * Only plain mappings are rebuilt: a new one would not keep flags such as
+ * wipe-on-fork or locked, which /proc/self/smaps shows. */
 #include "addon.h"
 
+#include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #ifndef MADV_COLLAPSE /* Linux 6.1; older kernels say EINVAL, and nothing is collapsed */
 #define MADV_COLLAPSE 25
 #endif
 
 #define HUGE_PAGE (2UL << 20)
+#define SMALL_PAGE 4096UL /* the rebuild is skipped with other page sizes */
 #define MAX_STRETCHES 1024
 /* A stretch less than half in memory is left alone: the zeroes that fill
  * the rest would cost more memory than its page-table entries cost time. */
 #define MIN_RESIDENT (HUGE_PAGE / 2)
-#define SMALL_PAGE 4096UL
 
-/* What the walk of the maps learns about one 2 MiB stretch. */
+/* What the walk of the maps learns about one 2 MiB stretch that is not
+ * within one mapping already. */
 struct stretch {
     unsigned long start;
-    unsigned long mapped;   /* bytes of it in private writable anonymous mappings */
-    unsigned long resident; /* bytes of those in memory */
-    int mappings;           /* how many of those */
+    unsigned long resident; /* bytes of its plain mappings in memory */
     int foreign;            /* other mappings in it too: code, files, guards */
     char *copy;             /* where its contents are gathered */
 };
@@ -38,6 +41,27 @@ struct stretch {
 static struct stretch stretches[MAX_STRETCHES];
 static int stretch_count;
 
+/* VmFlags that a rebuilt mapping has too, or may lose: read, write, may
+ * read, write and exec, accounted or not, soft-dirty, MADV_HUGEPAGE. */
+static int has_plain_flags(const char *flags)
+{
+    static const char plain[] = " rd wr mr mw me ac nr sd hg ";
+    for (const char *flag = flags; *flag != '\0'; flag++) {
+        char token[5] = " ";
+        if (*flag == ' ')
+            continue;
+        if (flag[1] == '\0' || (flag[2] != ' ' && flag[2] != '\0'))
+            return 0;
+        memcpy(token + 1, flag, 2);
+        token[3] = ' ';
+        if (strstr(plain, token) == NULL)
+            return 0;
+        flag++;
+    }
+    return 1;
+}
+
+/* Private, writable, anonymous and unnamed: V8's heap and the like. */
 static int is_private_anonymous(const struct mapping *m)
 {
     return strcmp(m->perms, "rw-p") == 0 && m->inode == 0 && m->name[0] == '\0';
@@ -48,13 +72,14 @@ static unsigned long resident_bytes(unsigned long from, unsigned long to)
     unsigned char in_memory[HUGE_PAGE / SMALL_PAGE];
     unsigned long bytes = 0;
     if (mincore((void *)from, to - from, in_memory) < 0)
-        return 0;
+        return 0; /* counts as not in memory: at worst the stretch is left alone */
     for (unsigned long i = 0; i < (to - from) / SMALL_PAGE; i++)
         bytes += (in_memory[i] & 1) * SMALL_PAGE;
     return bytes;
 }
 
-/* The entry for the stretch at `start`: the last one, as maps are sorted. */
+/* The entry for the stretch at `start`: the last one, as maps are sorted.
+ * NULL when the table is full: later stretches are left alone. */
 static struct stretch *stretch_at(unsigned long start)
 {
     struct stretch *last = stretch_count > 0 ? &stretches[stretch_count - 1] : NULL;
@@ -68,20 +93,20 @@ static struct stretch *stretch_at(unsigned long start)
     return last;
 }
 
-static void note_stretch(unsigned long start, const struct mapping *m, int ours)
+static void note_stretch(unsigned long start, const struct mapping *m, int plain)
 {
-    struct stretch *s = stretch_at(start);
     unsigned long from = m->start > start ? m->start : start;
     unsigned long to = m->end < start + HUGE_PAGE ? m->end : start + HUGE_PAGE;
+    struct stretch *s;
+    if (plain && from == start && to == start + HUGE_PAGE)
+        return; /* within one mapping: the collapse takes it as it is */
+    s = stretch_at(start);
     if (!s)
         return;
-    if (!ours) {
+    if (plain)
+        s->resident += resident_bytes(from, to);
+    else
         s->foreign = 1;
-        return;
-    }
-    s->mapped += to - from;
-    s->resident += resident_bytes(from, to);
-    s->mappings++;
 }
 
 /* Notes each stretch a mapping touches; of any other mapping, only its first
@@ -90,7 +115,7 @@ static void survey(const struct mapping *m, void *context)
 {
     unsigned long first = m->start & ~(HUGE_PAGE - 1), last = (m->end - 1) & ~(HUGE_PAGE - 1);
     (void)context;
-    if (!is_private_anonymous(m)) {
+    if (!is_private_anonymous(m) || !has_plain_flags(m->flags)) {
         note_stretch(first, m, 0);
         if (last != first)
             note_stretch(last, m, 0);
@@ -102,8 +127,7 @@ static void survey(const struct mapping *m, void *context)
 
 static int needs_rebuilding(const struct stretch *s)
 {
-    int whole = s->mappings == 1 && s->mapped == HUGE_PAGE;
-    return !s->foreign && !whole && s->resident >= MIN_RESIDENT;
+    return !s->foreign && s->resident >= MIN_RESIDENT;
 }
 
 /* Copies the part of a mapping that lies in each stretch being rebuilt. */
@@ -121,38 +145,58 @@ static void gather(const struct mapping *m, void *context)
     }
 }
 
-/* Rebuilds the stretches that need it; any failure leaves one as it was. */
+/* Moves a stretch's copy over it. mremap unmaps the old mappings before it
+ * moves the copy, and if the move then fails (ENOMEM) the copy is all that
+ * is left: it is copied back into a new mapping. If even that fails, the
+ * forker cannot fork what V8 expects and leaves; the server then forks its
+ * spares itself. */
+static void move_copy_over(struct stretch *s)
+{
+    void *old = (void *)s->start, *fresh;
+    if (mremap(s->copy, HUGE_PAGE, HUGE_PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, old) != MAP_FAILED)
+        return;
+    fresh = mmap(old, HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (fresh == old) {
+        memcpy(fresh, s->copy, HUGE_PAGE);
+        munmap(s->copy, HUGE_PAGE);
+        return;
+    }
+    if (fresh != MAP_FAILED)
+        munmap(fresh, HUGE_PAGE); /* before Linux 4.17, a hint: the range is taken */
+    if (fresh == MAP_FAILED && errno != EEXIST)
+        _exit(1);
+    munmap(s->copy, HUGE_PAGE); /* the old mappings are still there */
+}
+
+/* Rebuilds the stretches that need it. The copies are mapped 2 MiB-aligned,
+ * so that none of them can lie in a stretch's holes. */
 static void rebuild_stretches(void)
 {
-    int wanted = 0;
-    char *copies;
+    size_t wanted = 0, length;
+    char *mapped, *copies;
     for (int i = 0; i < stretch_count; i++)
         wanted += needs_rebuilding(&stretches[i]);
     if (wanted == 0)
         return;
-    copies = mmap(NULL, wanted * HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (copies == MAP_FAILED)
+    length = (wanted + 1) * HUGE_PAGE;
+    mapped = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (mapped == MAP_FAILED)
         return;
-    for (int i = 0, next = 0; i < stretch_count; i++) {
-        struct stretch *s = &stretches[i];
-        if (!needs_rebuilding(s))
-            continue;
-        if ((unsigned long)copies < s->start + HUGE_PAGE && s->start < (unsigned long)copies + wanted * HUGE_PAGE) {
-            munmap(copies, wanted * HUGE_PAGE); /* it landed in a stretch's holes */
-            return;
-        }
-        s->copy = copies + (size_t)next++ * HUGE_PAGE;
-    }
+    copies = (char *)(((unsigned long)mapped + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1));
+    if (copies > mapped)
+        munmap(mapped, (size_t)(copies - mapped));
+    munmap(copies + wanted * HUGE_PAGE, (size_t)(mapped + length - (copies + wanted * HUGE_PAGE)));
+    for (int i = 0, next = 0; i < stretch_count; i++)
+        if (needs_rebuilding(&stretches[i]))
+            stretches[i].copy = copies + (size_t)next++ * HUGE_PAGE;
     /* No mapping changes while the maps are read: the copies are all there. */
     if (for_each_mapping(gather, NULL) < 0) {
         munmap(copies, wanted * HUGE_PAGE);
         return;
     }
-    for (int i = 0; i < stretch_count; i++) {
-        struct stretch *s = &stretches[i];
-        if (s->copy && mremap(s->copy, HUGE_PAGE, HUGE_PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)s->start) == MAP_FAILED)
-            munmap(s->copy, HUGE_PAGE);
-    }
+    for (int i = 0; i < stretch_count; i++)
+        if (stretches[i].copy)
+            move_copy_over(&stretches[i]);
 }
 
 /* Each whole 2 MiB of a private writable anonymous mapping (the V8 heap,
@@ -169,7 +213,8 @@ static void collapse(const struct mapping *m, void *context)
 void gather_into_huge_pages(void)
 {
     stretch_count = 0;
-    if (for_each_mapping(survey, NULL) == 0)
+    /* A walk that missed a mapping would take it for a hole, and unmap it. */
+    if (sysconf(_SC_PAGESIZE) == (long)SMALL_PAGE && for_each_mapping_with_flags(survey, NULL) == 0)
         rebuild_stretches();
     for_each_mapping(collapse, NULL);
 }

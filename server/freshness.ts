@@ -52,11 +52,13 @@ export class Snapshot {
    * in between then shows as a change); true if it exists. */
   add(file: string): boolean {
     const absolute = path.resolve(file);
-    const fingerprint = native.fingerprintFiles(Buffer.from(`${absolute}\0`));
+    // A path with a NUL in it names no file: stat("") fails, as for a missing one.
+    const named = Buffer.from(`${absolute.includes('\0') ? '' : absolute}\0`);
+    const fingerprint = native.fingerprintFiles(named);
     let index = this.files.indexOf(absolute);
     if (index < 0) {
       index = this.files.push(absolute) - 1;
-      this.paths = Buffer.concat([this.paths, Buffer.from(`${absolute}\0`)]);
+      this.paths = Buffer.concat([this.paths, named]);
       this.recorded = Buffer.concat([this.recorded, fingerprint]);
     } else {
       fingerprint.copy(this.recorded, index * FINGERPRINT_BYTES);

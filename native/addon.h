@@ -3,7 +3,9 @@
  * runner.c (fork and the runner's process set-up), forker.c (the forker's
  * loop), maps.c (walking /proc/self/maps), stdlib.c (what the Lua
  * standard library needs: processes, time), prefault.c (learned prefaulting
- * in spares). addon.c only registers them. */
+ * in spares), hugepages.c and mallocbins.c (the forker's memory, made
+ * cheap to fork), fingerprint.c (the freshness check's stat calls).
+ * addon.c only registers them. */
 #ifndef WARMLUA_ADDON_H
 #define WARMLUA_ADDON_H
 
@@ -50,6 +52,10 @@ int for_each_mapping_with_flags(void (*visit)(const struct mapping *m, void *con
 /* Before the forker's first fork (hugepages.c): its private memory, the V8
  * heap above all, into 2 MiB huge pages where it can be. */
 void gather_into_huge_pages(void);
+
+/* Before the forker's first fork (mallocbins.c): malloc's free chunks
+ * taken, so that runners allocate from the top of the heap. */
+void leave_malloc_no_free_chunks(void);
 
 /* One sendmsg (MSG_NOSIGNAL) of `len` bytes with `nfds` fds as SCM_RIGHTS;
  * EINTR is retried. Returns what sendmsg returns (sockets.c). */

@@ -14,23 +14,9 @@
 #include "addon.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-/* glibc's malloc keeps the chunks freed last on an unsorted list, and the
- * next malloc that finds no chunk of its exact size files all of them in its
- * bins, writing a pointer into each one's neighbour. In a runner, that
- * copied a page per chunk: 200 of them. A malloc of a size that nothing
- * fits files them here, once. (volatile: or the compiler drops the pair.) */
-static void sort_free_chunks(void)
-{
-#ifdef __GLIBC__
-    void *volatile probe = malloc(64 * 1024);
-    free(probe);
-#endif
-}
 
 /* Forks one spare on a new line. Returns, in the spare, its end of the
  * line. In the forker, returns -1, with the spare's pid in *pid and the
@@ -77,13 +63,7 @@ static napi_value js_serve_forks(napi_env env, napi_callback_info info)
     int control;
     if (!fd_argument(env, info, &control))
         return NULL;
-#ifdef __GLIBC__
-    /* malloc's free lists put in order once here, not in every runner: a
-     * runner's first large malloc consolidated the chunks the server had
-     * freed, writing (copying) the pages they lie in. */
-    malloc_trim(0);
-#endif
-    sort_free_chunks();
+    leave_malloc_no_free_chunks();
     /* Once: no JavaScript runs here to map new DONTFORK pages. Before the
      * collapse, as it merges mappings that differed only by that flag. */
     mark_all_mappings_forkable();

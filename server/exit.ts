@@ -28,6 +28,6 @@ function attempt(what: string, action: () => void): void {
 export function exitProcess(status: number): never {
   attempt('flush output', flushAllStreams);
   if (reportStatus) attempt('report the exit status', () => reportStatus?.(status & 0xff));
-  native.learnWrittenPages(); // a runner's client need not wait for this (native/prefault.c)
+  native.learnFromRun(); // a runner's client need not wait for this (native/prefault.c)
   return native.exit(status & 0xff);
 }

@@ -93,9 +93,12 @@ export interface Native {
    * the learned pages until the job comes (in the first runners of a set,
    * notes which pages are its own already instead). */
   prefaultLearned(line: number): void;
+  /** What this runner runs (its script's name), for learnFromRun. */
+  noteRunScript(script: string): void;
   /** After the status is reported: the pages a learning runner made its own
-   * during its job join the set. */
-  learnWrittenPages(): void;
+   * during its job join the set; another runner's script tells whether the
+   * set still fits the scripts run, or is to be learned again. */
+  learnFromRun(): void;
 
   // fingerprint.c
   /** stat(2) of each NUL-ended path in `paths`: per file, u64 LE inode,

@@ -196,6 +196,13 @@ export function decodeRun(payload: Buffer): RunRequest {
   return { cwd, argv, env, fdNumbers };
 }
 
+/** The script a run names, for the log and the prefault set: lua.c's
+ * first non-option argument. */
+export function scriptName(argv: Buffer[]): string {
+  const script = argv.slice(1).find((a) => a.length > 0 && a[0] !== 0x2d);
+  return script ? script.toString() : '(stdin or -e)';
+}
+
 export function encodeSignal(signal: number): Buffer {
   return encodeFrame(FrameType.signal, u32(signal));
 }

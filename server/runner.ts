@@ -11,7 +11,7 @@ import type { LuaState } from 'fengari';
 import { exitProcess, setStatusReporter } from './exit.js';
 import { native } from './native.js';
 import { luaMain } from './interpreter.js';
-import { FrameReader, decodeRun, encodeExited, type RunRequest } from './protocol.js';
+import { FrameReader, decodeRun, encodeExited, scriptName, type RunRequest } from './protocol.js';
 import { resetStdio } from './stdlib/index.js';
 
 const RECV_CHUNK = 64 * 1024;
@@ -152,6 +152,7 @@ export function serveAsSpare(L: LuaState, lineFd: number, asPeer: boolean): neve
     const [line] = native.installFds([], [], [lineFd]);
     setRunnerFlags();
     const job = awaitJob(line);
+    native.noteRunScript(scriptName(job.request.argv));
     specialise(job, line, asPeer);
     status = luaMain(L, job.request.argv);
   } catch (error) {

@@ -19,6 +19,7 @@ import {
   encodeFrame,
   encodeStarted,
   encodeStatusReply,
+  scriptName,
   type RunRequest,
   type RunStatus,
 } from './protocol.js';
@@ -200,12 +201,6 @@ function supplementaryGroups(fd: number): number[] {
   } catch {
     return [];
   }
-}
-
-/** The script a run names, for the log: lua.c's first non-option argument. */
-function scriptName(argv: Buffer[]): string {
-  const script = argv.slice(1).find((a) => a.length > 0 && a[0] !== 0x2d);
-  return script ? script.toString() : '(stdin or -e)';
 }
 
 export class Server {

@@ -42,6 +42,7 @@
  * no memory. */
 #define WRITTEN_PAGES_MAX 512
 #define MAPPED_PAGES_MAX 4096
+#define PREFAULTED_PAGES_MAX (WRITTEN_PAGES_MAX + MAPPED_PAGES_MAX)
 /* Pages counted at most, and the open-addressing table that counts them
  * (it stays fast up to three quarters full). */
 #define COUNTED_PAGES_MAX 6144
@@ -75,6 +76,13 @@ struct learned {
         uint64_t page; /* 0: empty */
         uint32_t runs; /* how many runs wrote it */
     } slot[SLOTS];
+    /* Once all lessons are in, the pages to prefault, sorted, for every
+     * spare to follow: generation + 1 of the set it was drawn from when
+     * ready, and of the set one spare claimed to draw it. */
+    uint32_t plan_ready;
+    uint32_t plan_claimed;
+    uint32_t plan_count;
+    uint64_t plan[PREFAULTED_PAGES_MAX];
 };
 
 /* MAP_SHARED: the server's, inherited by the forker, spares and runners. */
@@ -205,6 +213,50 @@ static int compare_pages(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Draws from the set the pages most learning runs wrote, sorted, into
+ * `pages`; returns how many. */
+static size_t select_pages(uint64_t *pages)
+{
+    size_t count = 0, written = 0;
+    uint32_t lessons = __atomic_load_n(&learned->lessons, __ATOMIC_RELAXED);
+    for (size_t i = 0; i < SLOTS; i++) {
+        uint64_t page = __atomic_load_n(&learned->slot[i].page, __ATOMIC_RELAXED);
+        if (page == 0 || 2 * __atomic_load_n(&learned->slot[i].runs, __ATOMIC_RELAXED) <= lessons)
+            continue;
+        if (page & READ_PAGE ? count - written < MAPPED_PAGES_MAX : written < WRITTEN_PAGES_MAX) {
+            pages[count++] = page;
+            written += !(page & READ_PAGE);
+        }
+    }
+    qsort(pages, count, sizeof *pages, compare_pages);
+    return count;
+}
+
+/* The pages to prefault, sorted. Once every lesson is in, the first spare
+ * to get there draws them for all (the shared plan): drawing and sorting
+ * them took each spare 0.1 ms or so, and its own sort buffer from malloc's
+ * heap. Until then, or if the plan's drawer has yet to finish, each spare
+ * draws its own from the lessons so far. */
+static size_t pages_to_prefault(const uint64_t **pages)
+{
+    static uint64_t own[PREFAULTED_PAGES_MAX];
+    uint32_t set = __atomic_load_n(&learned->generation, __ATOMIC_RELAXED) + 1;
+    uint32_t claimed = __atomic_load_n(&learned->plan_claimed, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&learned->plan_ready, __ATOMIC_ACQUIRE) == set) {
+        *pages = learned->plan;
+        return __atomic_load_n(&learned->plan_count, __ATOMIC_RELAXED);
+    }
+    if (__atomic_load_n(&learned->lessons, __ATOMIC_RELAXED) >= LEARNING_RUNS && claimed != set &&
+        __atomic_compare_exchange_n(&learned->plan_claimed, &claimed, set, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        __atomic_store_n(&learned->plan_count, select_pages(learned->plan), __ATOMIC_RELAXED);
+        __atomic_store_n(&learned->plan_ready, set, __ATOMIC_RELEASE);
+        *pages = learned->plan;
+        return learned->plan_count;
+    }
+    *pages = own;
+    return select_pages(own);
+}
+
 /* prefaultLearned(line): for a spare that has waited a while for its job
  * on `line`. One of the first ones learns: it notes which pages are its own
  * already, and prefaults nothing, so that its count is not biased by what
@@ -212,11 +264,10 @@ static int compare_pages(const void *a, const void *b)
  * wrote, and stop when the job comes: the run takes the rest as faults. */
 static napi_value js_prefault_learned(napi_env env, napi_callback_info info)
 {
-    static uint64_t pages[WRITTEN_PAGES_MAX + MAPPED_PAGES_MAX];
-    size_t argc = 1, count = 0, written = 0;
+    const uint64_t *pages;
+    size_t argc = 1, count;
     napi_value argv[1];
     struct pollfd line = { .events = POLLIN };
-    uint32_t lessons;
     napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
     if (!arg_int(env, argv[0], &line.fd) || learned == NULL)
         return NULL;
@@ -227,18 +278,8 @@ static napi_value js_prefault_learned(napi_env env, napi_callback_info info)
             learning = 0;
         return NULL;
     }
-    lessons = __atomic_load_n(&learned->lessons, __ATOMIC_RELAXED);
-    for (size_t i = 0; i < SLOTS; i++) {
-        uint64_t page = __atomic_load_n(&learned->slot[i].page, __ATOMIC_RELAXED);
-        if (page == 0 || 2 * __atomic_load_n(&learned->slot[i].runs, __ATOMIC_RELAXED) <= lessons)
-            continue;
-        if (page & READ_PAGE ? count - written < MAPPED_PAGES_MAX : written < WRITTEN_PAGES_MAX) {
-            pages[count++] = page;
-            written += !(page & READ_PAGE);
-        }
-    }
+    count = pages_to_prefault(&pages);
     /* One call per run of adjacent pages: each call has its own set-up. */
-    qsort(pages, count, sizeof *pages, compare_pages);
     for (size_t first = 0, last; first < count && poll(&line, 1, 0) == 0; first = last + 1) {
         uint64_t kind = pages[first] & READ_PAGE;
         for (last = first; last + 1 < count && pages[last + 1] == pages[last] + PAGE; last++)

@@ -21,6 +21,7 @@ import {
   normaliseProgname,
   runJs,
   runLua53,
+  runShim,
   start as startProcess,
   startServer,
   tempDir,
@@ -221,6 +222,21 @@ test('no zombie children after a burst of runs', async () => {
   const script = writeScript(dir, 'quick.lua', 'io.write("")');
   await Promise.all(Array.from({ length: 30 }, () => runJs(server.socket, [script])));
   assert.ok(await until(() => !children().some((c) => c.state === 'Z'), 2_000), JSON.stringify(children()));
+});
+
+test('spares prefault what runs before them wrote, learn again when another script takes over, and every run matches lua5.3', { timeout: 120_000 }, async () => {
+  // native/prefault.c: 16 runs learn the pages, later spares write them in
+  // ahead of their job; once a set has served 128 runs, 16 runs in a row of
+  // a script no learner ran empty it, and it is learned again.
+  const scripts = {
+    hello: writeScript(dir, 'prefault-hello.lua', 'print("hello")\n'),
+    squares: writeScript(dir, 'prefault-squares.lua', 'local t = {}\nfor i = 1, 300 do t[i] = i * i end\nprint(#t, t[300], table.concat(t, ",", 1, 5))\n'),
+  };
+  const expected = { hello: await runLua53([scripts.hello]), squares: await runLua53([scripts.squares]) };
+  const order = [...Array(40).fill('hello'), ...Array(150).fill('squares'), ...Array(40).fill('hello')] as const;
+  for (const [i, name] of order.entries()) {
+    assert.deepEqual(await runShim(server.socket, [scripts[name as keyof typeof scripts]]), expected[name as keyof typeof expected], `run ${i}, ${name}`);
+  }
 });
 
 test('fork stress: 2,000 allocation- and coroutine-heavy runs, no crash, no hang', { timeout: 240_000 }, async () => {

@@ -233,9 +233,10 @@ test('spares prefault what runs before them wrote, learn again when another scri
     squares: writeScript(dir, 'prefault-squares.lua', 'local t = {}\nfor i = 1, 300 do t[i] = i * i end\nprint(#t, t[300], table.concat(t, ",", 1, 5))\n'),
   };
   const expected = { hello: await runLua53([scripts.hello]), squares: await runLua53([scripts.squares]) };
-  const order = [...Array(40).fill('hello'), ...Array(150).fill('squares'), ...Array(40).fill('hello')] as const;
+  const runs = (name: keyof typeof scripts, count: number) => Array<keyof typeof scripts>(count).fill(name);
+  const order = [...runs('hello', 40), ...runs('squares', 150), ...runs('hello', 40)];
   for (const [i, name] of order.entries()) {
-    assert.deepEqual(await runShim(server.socket, [scripts[name as keyof typeof scripts]]), expected[name as keyof typeof expected], `run ${i}, ${name}`);
+    assert.deepEqual(await runShim(server.socket, [scripts[name]]), expected[name], `run ${i}, ${name}`);
   }
 });
 

@@ -248,10 +248,11 @@ static size_t pages_to_prefault(const uint64_t **pages)
     }
     if (__atomic_load_n(&learned->lessons, __ATOMIC_RELAXED) >= LEARNING_RUNS && claimed != set &&
         __atomic_compare_exchange_n(&learned->plan_claimed, &claimed, set, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-        __atomic_store_n(&learned->plan_count, select_pages(learned->plan), __ATOMIC_RELAXED);
+        size_t count = select_pages(learned->plan);
+        __atomic_store_n(&learned->plan_count, count, __ATOMIC_RELAXED);
         __atomic_store_n(&learned->plan_ready, set, __ATOMIC_RELEASE);
         *pages = learned->plan;
-        return learned->plan_count;
+        return count;
     }
     *pages = own;
     return select_pages(own);

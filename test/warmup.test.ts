@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { execa } from 'execa';
-import { root } from './harness.js';
+import { bin, root, runShim, tempDir } from './harness.js';
 
 const warmup = path.join(root, 'server/lua/warmup.lua');
 
@@ -29,4 +29,29 @@ test('the built-in warm-up has every Lua 5.3 instruction but LOADKX and EXTRAARG
   // Instruction lines read "\t12\t[34]\tGETTABUP \t0 0 -1\t; _ENV "print"".
   const present = new Set([...listing.matchAll(/^\t\d+\t\[\d+\]\t([A-Z]+)/gm)].map((m) => m[1]));
   assert.deepEqual(INSTRUCTIONS.filter((name) => !present.has(name)), []);
+});
+
+test('the warm-up prints nowhere near the server\'s stdout, at start or on a re-warm, and runs still print', async () => {
+  // The last pass prints hello a couple of thousand times, to /dev/null.
+  const socket = path.join(tempDir('warmlua-sock-'), 'warmlua.sock');
+  const server = execa(bin('warmluad'), ['--socket', socket], { reject: false, stdin: 'ignore', buffer: true });
+  let log = '';
+  server.stderr?.on('data', (chunk: Buffer) => (log += chunk.toString()));
+  const waitForLog = async (text: string): Promise<void> => {
+    for (const deadline = Date.now() + 20_000; !log.includes(text); ) {
+      if (server.exitCode !== null || Date.now() > deadline) throw new Error(`no "${text}" in the log:\n${log}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+  try {
+    await waitForLog('listening on');
+    server.kill('SIGHUP');
+    await waitForLog('re-warmed');
+    const hello = path.join(root, 'server/lua/hello.lua');
+    assert.deepEqual(await runShim(socket, [hello]), { stdout: 'hello\n', stderr: '', status: 0 });
+  } finally {
+    server.kill('SIGTERM');
+  }
+  const ended = await server;
+  assert.deepEqual({ stdout: ended.stdout, status: ended.exitCode }, { stdout: '', status: 0 });
 });

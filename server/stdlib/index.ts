@@ -5,7 +5,7 @@ import { lua, lauxlib, to_luastring, type LuaState } from 'fengari';
 import { baseFunctions } from './lbaselib.js';
 import { openIo, standardStreams } from './liolib.js';
 import { openOs } from './loslib.js';
-import { flushAllStreams } from './stream.js';
+import { Stream, flushAllStreams } from './stream.js';
 
 export { loadFile } from './loadfile.js';
 
@@ -43,3 +43,19 @@ export function resetStdio(): void {
   standardStreams.stderr.reset('no');
 }
 
+
+/** Runs `fn` with C's stdout on a stream of its own over `fd`, which it
+ * closes after: print, and io.stdout in states opened meanwhile, write
+ * there. For the warm-up, whose scripts must not write on the server's
+ * own stdout (a supervisor's log, say). */
+export function withStdoutOn<T>(fd: number, fn: () => T): T {
+  const serverStdout = standardStreams.stdout;
+  const stream = new Stream(fd, false, true);
+  standardStreams.stdout = stream;
+  try {
+    return fn();
+  } finally {
+    standardStreams.stdout = serverStdout;
+    stream.close();
+  }
+}

@@ -23,8 +23,9 @@
 //    full collection ran hello in 14-16 ms instead of 3; a few runs after it
 //    put that right.
 // 4. Last, the run path: what every run does once, whatever its script
-//    (lua.c's main, loading a file, print). The passes above call it a
-//    hundred times or so, too few for V8 to optimise it, and never print.
+//    (decoding its job, lua.c's main, loading a file, print). The passes
+//    above run lua.c's main a hundred times or so, too few for V8 to
+//    optimise it, and never print.
 import fs from 'node:fs';
 import path from 'node:path';
 import type { LuaState } from 'fengari';
@@ -35,7 +36,7 @@ import { withStdoutOn } from './stdlib/index.js';
 import { newState } from './warm.js';
 
 export const BUILTIN_WARMUP = path.join(projectRoot, 'server/lua/warmup.lua');
-const RUN_PATH_SCRIPT = path.join(projectRoot, 'server/lua/hello.lua');
+const RUN_PATH_SCRIPT = path.join(projectRoot, 'server/lua/runpath.lua');
 
 /** Runs of each pass. The built-in script's first luaMain took 5.5 ms after a
  * warm-up that ran the chunk without luaMain, 0.3 ms from the second call on.
@@ -46,14 +47,9 @@ const SETTLING_RUNS = 15;
 
 /** Enough requests for V8 to optimise the decoder (and the Buffer methods
  * it calls) rather than for every runner to do it: measured, a runner spent
- * 1.7 ms optimising Buffer's indexOf while decoding its job. */
+ * 1.7 ms optimising Buffer's indexOf while decoding its job. Also the runs
+ * of the run-path pass (step 4). */
 const PROTOCOL_WARMUP_REQUESTS = 2000;
-/** Runs of the run-path pass (step 4), about 0.3 s of start-up. Against
- * none, over three restarts of both servers (interleaved A/B): hellos back
- * to back took 0.91-0.97 of the time and 0.94-0.96 of the CPU, the bench's
- * module script 0.91-0.95 of the time. In a runner, lua.c's main for a
- * hello took 240-290 us instead of 330. */
-const RUN_PATH_RUNS = 2000;
 const WARMUP_ENV_BYTES = 32 * 1024;
 
 /** Builds the warm state with `build`, warming V8 before and after it with
@@ -62,7 +58,7 @@ const WARMUP_ENV_BYTES = 32 * 1024;
 export function warmAround<T>(file: string, withModules: () => LuaState, build: () => T): T {
   const argv = ['warmluad', file].map((a) => Buffer.from(a));
   runScript(withModules(), argv, FIRST_PASS_RUNS);
-  warmUpProtocol(argv);
+  warmUpProtocol(argv, () => {});
   collectGarbage();
   const built = build();
   settle(argv);
@@ -81,10 +77,19 @@ function settle(argv: Buffer[]): void {
   warmUpRunPath();
 }
 
-/** Step 4: a script that prints hello, its output on /dev/null. */
+/** Step 4: a job decoded, then a script that prints, its output on
+ * /dev/null, as many times as there are requests to decode. Both, as in a
+ * runner: Buffer's subarray optimised for the script's Buffers alone was
+ * thrown away by each runner on meeting the job's. About 0.4 s of start-up.
+ * Against no such pass, over three restarts of both servers (interleaved
+ * A/B): hellos back to back took 0.84-0.90 of the time and 0.83-0.85 of the
+ * CPU, the bench's module script 0.84-0.94 of the time. */
 function warmUpRunPath(): void {
   const argv = ['warmluad', RUN_PATH_SCRIPT].map((a) => Buffer.from(a));
-  withStdoutOn(fs.openSync('/dev/null', 'w'), () => runScript(newState(), argv, RUN_PATH_RUNS));
+  withStdoutOn(fs.openSync('/dev/null', 'w'), () => {
+    const S = newState();
+    warmUpProtocol(argv, () => runScript(S, argv, 1));
+  });
 }
 
 function runScript(S: LuaState, argv: Buffer[], runs: number): void {
@@ -99,7 +104,7 @@ function runScript(S: LuaState, argv: Buffer[], runs: number): void {
  * Buffers have another hidden class than those made in JavaScript. Decoding
  * only the latter left every runner deoptimising readUInt32LE, readUInt8 and
  * subarray ("wrong map") on its job. */
-function warmUpProtocol(argv: Buffer[]): void {
+function warmUpProtocol(argv: Buffer[], afterEach: () => void): void {
   const env = Object.entries(process.env).map(([name, value]) => Buffer.from(`${name}=${value}`));
   while (env.reduce((bytes, entry) => bytes + entry.length, 0) > WARMUP_ENV_BYTES) env.pop();
   const request = encodeRun({ cwd: Buffer.from(projectRoot), argv, env, fdNumbers: [0, 1, 2] });
@@ -116,6 +121,7 @@ function warmUpProtocol(argv: Buffer[]): void {
       decodeRun(frame.payload);
       encodeStarted(i);
       encodeExited({ how: 'exited', code: 0 });
+      afterEach();
     }
   } finally {
     native.close(sending);

@@ -32,7 +32,8 @@ test('the built-in warm-up has every Lua 5.3 instruction but LOADKX and EXTRAARG
 });
 
 test('the warm-up prints nowhere near the server\'s stdout, at start or on a re-warm, and runs still print', async () => {
-  // The last pass prints hello a couple of thousand times, to /dev/null.
+  // The last pass runs server/lua/runpath.lua, which prints, a couple of
+  // thousand times: to /dev/null.
   const socket = path.join(tempDir('warmlua-sock-'), 'warmlua.sock');
   const server = execa(bin('warmluad'), ['--socket', socket], { reject: false, stdin: 'ignore', buffer: true });
   let log = '';
@@ -47,8 +48,9 @@ test('the warm-up prints nowhere near the server\'s stdout, at start or on a re-
     await waitForLog('listening on');
     server.kill('SIGHUP');
     await waitForLog('re-warmed');
-    const hello = path.join(root, 'server/lua/hello.lua');
-    assert.deepEqual(await runShim(socket, [hello]), { stdout: 'hello\n', stderr: '', status: 0 });
+    const runPath = path.join(root, 'server/lua/runpath.lua');
+    const expected = { stdout: 'hello\nhello\t1\t2.5\ttrue\tnil\n', stderr: '', status: 0 };
+    assert.deepEqual(await runShim(socket, [runPath]), expected);
   } finally {
     server.kill('SIGTERM');
   }

@@ -51,6 +51,11 @@ export function resetStdio(): void {
 export function withStdoutOn<T>(fd: number, fn: () => T): T {
   const serverStdout = standardStreams.stdout;
   const stream = new Stream(fd, false, true);
+  // Reset as a runner resets its stdio: a field the server never assigns
+  // again is taken for a constant by optimised code, which every runner
+  // then threw away on its own reset (loadFile's, the Stream
+  // constructor's and the reader's, at each run).
+  stream.reset(null);
   standardStreams.stdout = stream;
   try {
     return fn();

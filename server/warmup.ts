@@ -58,7 +58,7 @@ const WARMUP_ENV_BYTES = 32 * 1024;
 export function warmAround<T>(file: string, withModules: () => LuaState, build: () => T): T {
   const argv = ['warmluad', file].map((a) => Buffer.from(a));
   runScript(withModules(), argv, FIRST_PASS_RUNS);
-  warmUpProtocol(argv, () => {});
+  warmUpProtocol(argv);
   collectGarbage();
   const built = build();
   settle(argv);
@@ -104,7 +104,7 @@ function runScript(S: LuaState, argv: Buffer[], runs: number): void {
  * Buffers have another hidden class than those made in JavaScript. Decoding
  * only the latter left every runner deoptimising readUInt32LE, readUInt8 and
  * subarray ("wrong map") on its job. */
-function warmUpProtocol(argv: Buffer[], afterEach: () => void): void {
+function warmUpProtocol(argv: Buffer[], afterEach = (): void => {}): void {
   const env = Object.entries(process.env).map(([name, value]) => Buffer.from(`${name}=${value}`));
   while (env.reduce((bytes, entry) => bytes + entry.length, 0) > WARMUP_ENV_BYTES) env.pop();
   const request = encodeRun({ cwd: Buffer.from(projectRoot), argv, env, fdNumbers: [0, 1, 2] });

@@ -31,7 +31,7 @@ test('the built-in warm-up has every Lua 5.3 instruction but LOADKX and EXTRAARG
   assert.deepEqual(INSTRUCTIONS.filter((name) => !present.has(name)), []);
 });
 
-test('the warm-up prints nowhere near the server\'s stdout, at start or on a re-warm, and runs still print', async () => {
+test('the warm-up writes nothing on the server\'s stdout, at start or on a re-warm, and runs still print', async () => {
   // The last pass runs server/lua/runpath.lua, which prints, a couple of
   // thousand times: to /dev/null.
   const socket = path.join(tempDir('warmlua-sock-'), 'warmlua.sock');

@@ -43,7 +43,6 @@ export function resetStdio(): void {
   standardStreams.stderr.reset('no');
 }
 
-
 /** Runs `fn` with C's stdout on a stream of its own over `fd`, which it
  * closes after: print, and io.stdout in states opened meanwhile, write
  * there. For the warm-up, whose scripts must not write on the server's

@@ -8,7 +8,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { run as runClient, WarmluaError } from '../client/client.js';
 import { FrameType, encodeFrame, encodeRun, encodeSignal } from '../server/protocol.js';
-import { bin, run, runShim, start, serverStarter, tempDir, writeScript, type Outcome } from './harness.js';
+import { bin, run, runShim, start, serverStarter, tempDir, waitFor, writeScript, type Outcome } from './harness.js';
 
 const dir = tempDir();
 const hello = writeScript(dir, 'hello.lua', 'print("hello")\n');
@@ -23,13 +23,6 @@ after(() => {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function waitFor(what: string, predicate: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 /** Fields of /proc/PID/stat after the command name; null once it is gone. */
 function stat(pid: number): string[] | null {

@@ -9,6 +9,17 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Until `predicate` holds, or fails the test after `ms`. */
+export async function waitFor(what: string, predicate: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const bin = (name: string): string => path.join(root, 'bin', name);
 
@@ -89,6 +100,8 @@ export interface Server {
   process: ResultPromise;
   /** Lines the server logged on stderr so far. */
   log(): string;
+  /** What the server wrote on its stdout so far (it should write nothing). */
+  stdout(): string;
   stop(): Promise<void>;
 }
 
@@ -100,11 +113,13 @@ export async function startServer(args: string[] = [], env: Record<string, strin
     reject: false,
     buffer: false,
     stdin: 'ignore',
-    stdout: 'ignore',
+    stdout: 'pipe',
     stderr: 'pipe',
   });
   let log = '';
+  let stdout = '';
   child.stderr?.on('data', (chunk: Buffer) => (log += chunk.toString()));
+  child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
   const deadline = Date.now() + 20_000;
   while (!log.includes('listening on')) {
     if (child.exitCode !== null || Date.now() > deadline) {
@@ -117,6 +132,7 @@ export async function startServer(args: string[] = [], env: Record<string, strin
     socket,
     process: child,
     log: () => log,
+    stdout: () => stdout,
     async stop() {
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { run as runClient, WarmluaError } from '../client/client.js';
 import { ErrorCode } from '../server/protocol.js';
 import type { StatusReport } from '../server/status.js';
-import { bin, run, runShim, serverStarter, tempDir, writeScript, type Server } from './harness.js';
+import { bin, run, runShim, serverStarter, tempDir, waitFor, writeScript, type Server } from './harness.js';
 
 const TEST_TIMEOUT = 60_000;
 const dir = tempDir();
@@ -20,14 +20,6 @@ const serve = serverStarter(['--warmup', 'none']);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Until `predicate` holds, or fails the test after `ms`. */
-async function waitFor(what: string, predicate: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 /** A shim run that also says when it ended. */
 async function timedShim(socket: string, args: string[], env: Record<string, string> = {}) {

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { execa } from 'execa';
-import { bin, root, runShim, tempDir } from './harness.js';
+import { root, runShim, startServer, waitFor } from './harness.js';
 
 const warmup = path.join(root, 'server/lua/warmup.lua');
 
@@ -34,26 +34,15 @@ test('the built-in warm-up has every Lua 5.3 instruction but LOADKX and EXTRAARG
 test('the warm-up writes nothing on the server\'s stdout, at start or on a re-warm, and runs still print', async () => {
   // The last pass runs server/lua/runpath.lua, which prints, a couple of
   // thousand times: to /dev/null.
-  const socket = path.join(tempDir('warmlua-sock-'), 'warmlua.sock');
-  const server = execa(bin('warmluad'), ['--socket', socket], { reject: false, stdin: 'ignore', buffer: true });
-  let log = '';
-  server.stderr?.on('data', (chunk: Buffer) => (log += chunk.toString()));
-  const waitForLog = async (text: string): Promise<void> => {
-    for (const deadline = Date.now() + 20_000; !log.includes(text); ) {
-      if (server.exitCode !== null || Date.now() > deadline) throw new Error(`no "${text}" in the log:\n${log}`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  };
+  const server = await startServer();
   try {
-    await waitForLog('listening on');
-    server.kill('SIGHUP');
-    await waitForLog('re-warmed');
+    server.process.kill('SIGHUP');
+    await waitFor('the re-warm', () => server.log().includes('SIGHUP: re-warmed'), 20_000);
     const runPath = path.join(root, 'server/lua/runpath.lua');
     const expected = { stdout: 'hello\nhello\t1\t2.5\ttrue\tnil\n', stderr: '', status: 0 };
-    assert.deepEqual(await runShim(socket, [runPath]), expected);
+    assert.deepEqual(await runShim(server.socket, [runPath]), expected);
   } finally {
-    server.kill('SIGTERM');
+    await server.stop();
   }
-  const ended = await server;
-  assert.deepEqual({ stdout: ended.stdout, status: ended.exitCode }, { stdout: '', status: 0 });
+  assert.deepEqual({ stdout: server.stdout(), status: server.process.exitCode }, { stdout: '', status: 0 });
 });

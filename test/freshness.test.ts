@@ -48,6 +48,8 @@ describe('fresh preloaded code', { timeout: TEST_TIMEOUT }, () => {
     assert.deepEqual(theirs, { stdout: "nil\tthe client's own\n", stderr: '', status: 0 });
     const preloaded = 'mod-v0/helper-v0\tmod-v0/helper-v0\n';
     assert.equal((await runShim(server.socket, both)).stdout, preloaded);
+    // The server's own path, as it was given (";;" repeats its first template): the same search.
+    assert.equal((await runShim(server.socket, both, { env: { LUA_PATH: `${lib}/?.lua;;` } })).stdout, preloaded);
     // The same file by another name (a symlinked directory) is the same module.
     const link = path.join(tempDir(), 'link');
     fs.symlinkSync(lib, link);

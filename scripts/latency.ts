@@ -8,7 +8,7 @@ import type { Workload } from './workloads.js';
 
 export interface LatencyOptions {
   env: Record<string, string>;
-  /** Time to spend per path; the run count follows from the check run. */
+  /** Time to spend per path; the run count follows from the check runs. */
   cellBudgetMs: number;
   minRuns: number;
   maxRuns: number;
@@ -44,10 +44,10 @@ export async function measureWorkload(workload: Workload, paths: PathInfo[], opt
     };
     const plan: Plan = { path, command, runs: 0, warmup: 0, timesMs: [], failedRuns: 0, method: options.useHyperfine ? 'hyperfine' : 'node' };
     try {
-      // The check run also tells how long a run takes, hence how many fit.
-      const firstMs = await verify(command, workload.expectedStdout);
-      plan.runs = Math.max(options.minRuns, Math.min(options.maxRuns, Math.round(options.cellBudgetMs / firstMs)));
-      // Caches are warm after the check run; a few more for the fast paths,
+      // The check runs also tell how long a run takes, hence how many fit.
+      const runMs = await verify(command, workload.expectedStdout);
+      plan.runs = Math.max(options.minRuns, Math.min(options.maxRuns, Math.round(options.cellBudgetMs / runMs)));
+      // Caches are warm after the check runs; a few more for the fast paths,
       // in every round since the other paths ran in between.
       plan.warmup = Math.min(3, Math.round(plan.runs / 50));
     } catch (error) {

@@ -54,19 +54,27 @@ function execaOptions(command: Command) {
   };
 }
 
-/** Runs the command once and checks it printed exactly what it must; returns
- * how long it took, to size the number of runs. */
+/** A path's first run finds cold caches (and a fresh server's first
+ * spare): it took several times as long as the next ones, and once left
+ * warmlua's hello with 60 runs instead of 300. */
+const CHECK_RUNS = 2;
+
+/** Runs the command CHECK_RUNS times and checks that each printed exactly
+ * what it must; returns the fastest run's time, to size the number of runs. */
 export async function verify(command: Command, expectedStdout: string): Promise<number> {
-  const began = process.hrtime.bigint();
-  const r = await execa(command.file, command.args, execaOptions(command));
-  const ms = Number(process.hrtime.bigint() - began) / 1e6;
-  const status = r.exitCode ?? r.signal;
-  if (status !== 0 || r.stdout !== expectedStdout) {
-    const got = String(r.stdout).slice(0, 200);
-    const err = String(r.stderr).trim().split('\n').slice(-3).join(' | ').slice(0, 300);
-    throw new Error(`exit ${status}, stdout ${JSON.stringify(got)}${err ? `, stderr: ${err}` : ''}`);
+  let fastestMs = Infinity;
+  for (let i = 0; i < CHECK_RUNS; i++) {
+    const began = process.hrtime.bigint();
+    const r = await execa(command.file, command.args, execaOptions(command));
+    fastestMs = Math.min(fastestMs, Number(process.hrtime.bigint() - began) / 1e6);
+    const status = r.exitCode ?? r.signal;
+    if (status !== 0 || r.stdout !== expectedStdout) {
+      const got = String(r.stdout).slice(0, 200);
+      const err = String(r.stderr).trim().split('\n').slice(-3).join(' | ').slice(0, 300);
+      throw new Error(`exit ${status}, stdout ${JSON.stringify(got)}${err ? `, stderr: ${err}` : ''}`);
+    }
   }
-  return ms;
+  return fastestMs;
 }
 
 /** hyperfine -N splits its command like a shell would: quote every word. */

@@ -57,8 +57,10 @@ const WARMUP_ENV_BYTES = 32 * 1024;
  * state with the warm state's modules preloaded. */
 export function warmAround<T>(file: string, withModules: () => LuaState, build: () => T): T {
   const argv = ['warmluad', file].map((a) => Buffer.from(a));
-  runScript(withModules(), argv, FIRST_PASS_RUNS);
-  warmUpProtocol(argv);
+  onDevNull(() => {
+    runScript(withModules(), argv, FIRST_PASS_RUNS);
+    warmUpProtocol(argv);
+  });
   collectGarbage();
   const built = build();
   settle(argv);
@@ -71,10 +73,21 @@ export function warmAfterRebuild(file: string): void {
 }
 
 function settle(argv: Buffer[]): void {
-  runScript(newState(), argv, SECOND_PASS_RUNS);
-  collectGarbage();
-  runScript(newState(), argv, SETTLING_RUNS);
-  warmUpRunPath();
+  onDevNull(() => {
+    runScript(newState(), argv, SECOND_PASS_RUNS);
+    collectGarbage();
+    runScript(newState(), argv, SETTLING_RUNS);
+    warmUpRunPath();
+  });
+}
+
+/** Runs `passes` with their output on /dev/null: a --warmup script that
+ * prints would otherwise print on the server's stdout (a supervisor's log,
+ * say) a hundred times and more. Only the scratch states' passes: a state
+ * opened meanwhile keeps that stream as its io.stdout, so the warm state is
+ * built outside. */
+function onDevNull(passes: () => void): void {
+  withStdoutOn(fs.openSync('/dev/null', 'w'), passes);
 }
 
 /** Step 4: a job decoded, then a script that prints, its output on
@@ -86,10 +99,8 @@ function settle(argv: Buffer[]): void {
  * CPU, the bench's module script 0.84-0.94 of the time. */
 function warmUpRunPath(): void {
   const argv = ['warmluad', RUN_PATH_SCRIPT].map((a) => Buffer.from(a));
-  withStdoutOn(fs.openSync('/dev/null', 'w'), () => {
-    const S = newState();
-    warmUpProtocol(argv, () => runScript(S, argv, 1));
-  });
+  const S = newState();
+  warmUpProtocol(argv, () => runScript(S, argv, 1));
 }
 
 function runScript(S: LuaState, argv: Buffer[], runs: number): void {

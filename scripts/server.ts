@@ -47,6 +47,16 @@ function killQuietly(pid: number, signal: NodeJS.Signals): void {
 
 export async function startServer(options: ServerOptions): Promise<BenchServer> {
   const socket = path.join(options.dir, `warmluad-${Date.now()}-${process.pid}.sock`);
+  // It logs a line per run. To a file, not a pipe: a pipe woke the bench
+  // itself at every run it measured, on the cores the run needed.
+  const logFile = `${socket}.log`;
+  const log = () => {
+    try {
+      return fs.readFileSync(logFile, 'utf8').slice(-4000);
+    } catch {
+      return ''; // not created yet
+    }
+  };
   const args = ['--socket', socket, '--drain-timeout', '2'];
   if (options.preload.length) args.push('--preload', options.preload.join(','));
   if (options.luaPath) args.push('--lua-path', options.luaPath);
@@ -55,11 +65,8 @@ export async function startServer(options: ServerOptions): Promise<BenchServer> 
     buffer: false,
     stdin: 'ignore',
     stdout: 'ignore',
-    stderr: 'pipe',
+    stderr: { file: logFile },
   });
-  // It logs a line per run: keep only the tail, for error messages.
-  let log = '';
-  child.stderr?.on('data', (chunk: Buffer) => (log = (log + chunk.toString()).slice(-4000)));
   let stopped: Promise<void> | undefined;
   const stop = () =>
     (stopped ??= (async () => {
@@ -71,14 +78,16 @@ export async function startServer(options: ServerOptions): Promise<BenchServer> 
       // Runners outlive a killed server (they have their own session).
       for (const pid of runners) killQuietly(pid, 'SIGKILL');
       fs.rmSync(socket, { force: true });
+      fs.rmSync(logFile, { force: true });
     })());
   onCleanup(stop);
 
   const deadline = Date.now() + 30_000;
-  while (!log.includes('listening on')) {
+  while (!log().includes('listening on')) {
     if (child.exitCode !== null || Date.now() > deadline) {
+      const tail = log();
       await stop();
-      throw new Error(`warmluad did not start:\n${log}`);
+      throw new Error(`warmluad did not start:\n${tail}`);
     }
     await sleep(20);
   }

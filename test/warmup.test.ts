@@ -6,7 +6,9 @@
 // missing).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
+import { createRequire } from 'node:module';
 import { execa } from 'execa';
 import { root, runShim, startServer, tempDir, waitFor, writeScript } from './harness.js';
 
@@ -57,4 +59,13 @@ test('the warm-up writes nothing on the server\'s stdout, at start or on a re-wa
 test('nor does a --warmup script that prints', async () => {
   const script = writeScript(tempDir(), 'loud.lua', 'print("warming") io.write("up\\n") io.stdout:write("more\\n")\n');
   assert.equal(await stdoutThroughRewarm(['--warmup', script]), '');
+});
+
+test("fengari pops its Lua stack without `delete`, which turns a warm state's stack into a dictionary (scripts/fix-fengari-stack.ts)", () => {
+  const sources = path.dirname(createRequire(import.meta.url).resolve('fengari'));
+  const pops = fs
+    .readdirSync(sources)
+    .filter((name) => name.endsWith('.js'))
+    .flatMap((name) => fs.readFileSync(path.join(sources, name), 'utf8').match(/delete \w+\.stack\[/g) ?? []);
+  assert.deepEqual(pops, []);
 });

@@ -26,8 +26,10 @@
 //    (decoding its job, lua.c's main, loading a file, print). The passes
 //    above run lua.c's main a hundred times or so, too few for V8 to
 //    optimise it, and never print.
+// 5. Then the pending optimisations (compilePending).
 import fs from 'node:fs';
 import path from 'node:path';
+import v8 from 'node:v8';
 import type { LuaState } from 'fengari';
 import { luaMain } from './interpreter.js';
 import { native, projectRoot, sendAll } from './native.js';
@@ -50,6 +52,8 @@ const SETTLING_RUNS = 15;
  * 1.7 ms optimising Buffer's indexOf while decoding its job. Also the runs
  * of the run-path pass (step 4). */
 const PROTOCOL_WARMUP_REQUESTS = 2000;
+/** Step 5's run-path requests: each kind of run (see warmUpRunPath) once. */
+const PENDING_REQUESTS = 4;
 const WARMUP_ENV_BYTES = 32 * 1024;
 
 /** Builds the warm state with `build`, warming V8 before and after it with
@@ -59,7 +63,7 @@ export function warmAround<T>(file: string, withModules: () => LuaState, build: 
   const argv = ['warmluad', file].map((a) => Buffer.from(a));
   onDevNull(() => {
     runScript(withModules(), argv, FIRST_PASS_RUNS);
-    warmUpProtocol(argv);
+    warmUpProtocol(argv, PROTOCOL_WARMUP_REQUESTS);
   });
   collectGarbage();
   const built = build();
@@ -77,8 +81,29 @@ function settle(argv: Buffer[]): void {
     runScript(newState(), argv, SECOND_PASS_RUNS);
     collectGarbage();
     runScript(newState(), argv, SETTLING_RUNS);
-    warmUpRunPath();
+    warmUpRunPath(PROTOCOL_WARMUP_REQUESTS);
+    compilePending(argv);
   });
+}
+
+/** V8's own value of --ticks-before-optimization (node 20). */
+const V8_TICKS_BEFORE_OPTIMIZATION = 3;
+
+/** Step 5. V8 marks a hot function for optimisation and compiles it at its
+ * next call. A function marked during its last call in the warm-up is
+ * compiled by every runner instead, synchronously: table.concat's C
+ * function took 7 ms of each module script's run (--trace-opt), once a
+ * change to the warm-up had left it so. So V8 stops marking (a threshold
+ * no function reaches here) while the warm-up script and each kind of run
+ * are taken once more, which compiles what was left marked. */
+function compilePending(argv: Buffer[]): void {
+  v8.setFlagsFromString('--ticks-before-optimization=1000');
+  try {
+    runScript(newState(), argv, 1);
+    warmUpRunPath(PENDING_REQUESTS);
+  } finally {
+    v8.setFlagsFromString(`--ticks-before-optimization=${V8_TICKS_BEFORE_OPTIMIZATION}`);
+  }
 }
 
 /** Runs `passes` with their output on /dev/null: a --warmup script that
@@ -96,11 +121,30 @@ function onDevNull(passes: () => void): void {
  * thrown away by each runner on meeting the job's. About 0.4 s of start-up.
  * Against no such pass, over three restarts of both servers (interleaved
  * A/B): hellos back to back took 0.84-0.90 of the time and 0.83-0.85 of the
- * CPU, the bench's module script 0.84-0.94 of the time. */
-function warmUpRunPath(): void {
-  const argv = ['warmluad', RUN_PATH_SCRIPT].map((a) => Buffer.from(a));
+ * CPU, the bench's module script 0.84-0.94 of the time.
+ *
+ * The runs take turns with and without script arguments, and with and
+ * without LUA_PATH (";;", as a client that sets it): a kind of run the
+ * warm-up left out threw away optimised code in every runner of that kind
+ * (pushargs, and the code that reads LUA_PATH: "insufficient type
+ * feedback"). The server's own LUA_PATH comes back after. */
+function warmUpRunPath(requests: number): void {
+  const withoutArgs = ['warmluad', RUN_PATH_SCRIPT].map((a) => Buffer.from(a));
+  const withArgs = [...withoutArgs, Buffer.from('an argument')];
   const S = newState();
-  warmUpProtocol(argv, () => runScript(S, argv, 1));
+  const serversOwn = process.env.LUA_PATH;
+  let run = 0;
+  try {
+    warmUpProtocol(withoutArgs, requests, () => {
+      const kind = run++ % 4;
+      if (kind & 1) process.env.LUA_PATH = ';;';
+      else delete process.env.LUA_PATH;
+      runScript(S, kind & 2 ? withArgs : withoutArgs, 1);
+    });
+  } finally {
+    if (serversOwn === undefined) delete process.env.LUA_PATH;
+    else process.env.LUA_PATH = serversOwn;
+  }
 }
 
 function runScript(S: LuaState, argv: Buffer[], runs: number): void {
@@ -115,14 +159,14 @@ function runScript(S: LuaState, argv: Buffer[], runs: number): void {
  * Buffers have another hidden class than those made in JavaScript. Decoding
  * only the latter left every runner deoptimising readUInt32LE, readUInt8 and
  * subarray ("wrong map") on its job. */
-function warmUpProtocol(argv: Buffer[], afterEach = (): void => {}): void {
+function warmUpProtocol(argv: Buffer[], requests: number, afterEach = (): void => {}): void {
   const env = Object.entries(process.env).map(([name, value]) => Buffer.from(`${name}=${value}`));
   while (env.reduce((bytes, entry) => bytes + entry.length, 0) > WARMUP_ENV_BYTES) env.pop();
   const request = encodeRun({ cwd: Buffer.from(projectRoot), argv, env, fdNumbers: [0, 1, 2] });
   const [sending, receiving] = native.socketPair();
   try {
     const reader = new FrameReader();
-    for (let i = 0; i < PROTOCOL_WARMUP_REQUESTS; i++) {
+    for (let i = 0; i < requests; i++) {
       sendAll(sending, request, []);
       let frame = reader.next();
       for (; frame === null; frame = reader.next()) {

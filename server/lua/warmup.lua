@@ -162,6 +162,8 @@ local function functions()
   end
   local function many() return 1, "two", 3.0, nil, false end
   local function three(...) local a, b, c = ... return a, b, c end
+  -- Fixed parameters before "...", some of them missing (fengari's adjust_varargs).
+  local function fixedAndRest(a, b, ...) return a, b, select("#", ...) end
   local function counter()
     local n = 0
     return function(step) n = n + (step or 1); return n end
@@ -173,6 +175,7 @@ local function functions()
   local t = { many() }
   emit(sum(1, 2, 3.5), sum(), select("#", many()), select(-1, many()), #t, tick(), fib(12), loop(200, 0))
   emit((many()), table.unpack({ 1, 2, 3 }, 2), string.format("%s %s", many()), three(1), three(1, 2, 3, 4))
+  emit(fixedAndRest(1), fixedAndRest(1, 2, 3))
   local n = 0
   repeat n = n + 1 until n >= 10
   while n > 0 do n = n // 2 end

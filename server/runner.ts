@@ -23,8 +23,11 @@ const RECV_CHUNK = 64 * 1024;
  * longer, so short scripts run on the server's optimised code and long ones
  * still get their own: the bench's module script 8.2 ms instead of 13.1,
  * its generated module 9.6 instead of 16.1, io.lines over 10 MB and a
- * 3.5 s CPU-bound script unchanged (interleaved A/B; 6 and 20 did as 10). */
-const RUNNER_TICKS_BEFORE_OPTIMIZATION = 10;
+ * 3.5 s CPU-bound script unchanged (interleaved A/B; 6 and 20 did as 10).
+ * Small functions (under 81 bytes of bytecode) wait as long: V8 optimises
+ * them at their first tick, and a script calling string.format 200 times
+ * had its runner compile luaL_pushresult for 4 ms (--trace-opt). */
+const RUNNER_TIERING_FLAGS = '--ticks-before-optimization=10 --max-bytecode-size-for-early-opt=0';
 
 let runnerFlagsSet = false;
 
@@ -33,7 +36,7 @@ let runnerFlagsSet = false;
  * us, its first in a process). */
 export function setRunnerFlags(): void {
   if (runnerFlagsSet) return;
-  v8.setFlagsFromString(`--ticks-before-optimization=${RUNNER_TICKS_BEFORE_OPTIMIZATION}`);
+  v8.setFlagsFromString(RUNNER_TIERING_FLAGS);
   runnerFlagsSet = true;
 }
 

@@ -86,23 +86,25 @@ function settle(argv: Buffer[]): void {
   });
 }
 
-/** V8's own value of --ticks-before-optimization (node 20). */
-const V8_TICKS_BEFORE_OPTIMIZATION = 3;
+/** V8's own tiering thresholds (node 20): the ticks before a function is
+ * optimised, and the bytecode size under which one tick is enough. */
+const V8_TIERING_FLAGS = '--ticks-before-optimization=3 --max-bytecode-size-for-early-opt=81';
 
 /** Step 5. V8 marks a hot function for optimisation and compiles it at its
  * next call. A function marked during its last call in the warm-up is
  * compiled by every runner instead, synchronously: table.concat's C
  * function took 7 ms of each module script's run (--trace-opt), once a
- * change to the warm-up had left it so. So V8 stops marking (a threshold
- * no function reaches here) while the warm-up script and each kind of run
- * are taken once more, which compiles what was left marked. */
+ * change to the warm-up had left it so. So V8 stops marking (thresholds
+ * no function reaches here, small ones included) while the warm-up script
+ * and each kind of run are taken once more, which compiles what was left
+ * marked. */
 function compilePending(argv: Buffer[]): void {
-  v8.setFlagsFromString('--ticks-before-optimization=1000');
+  v8.setFlagsFromString('--ticks-before-optimization=1000 --max-bytecode-size-for-early-opt=0');
   try {
     runScript(newState(), argv, 1);
     warmUpRunPath(PENDING_REQUESTS);
   } finally {
-    v8.setFlagsFromString(`--ticks-before-optimization=${V8_TICKS_BEFORE_OPTIMIZATION}`);
+    v8.setFlagsFromString(V8_TIERING_FLAGS);
   }
 }
 

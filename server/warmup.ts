@@ -34,7 +34,7 @@ import type { LuaState } from 'fengari';
 import { luaMain } from './interpreter.js';
 import { native, projectRoot, sendAll } from './native.js';
 import { FrameReader, decodeRun, encodeExited, encodeRun, encodeStarted } from './protocol.js';
-import { withStdoutOn } from './stdlib/index.js';
+import { withOutputOn } from './stdlib/index.js';
 import { newState } from './warm.js';
 
 export const BUILTIN_WARMUP = path.join(projectRoot, 'server/lua/warmup.lua');
@@ -114,7 +114,7 @@ function compilePending(argv: Buffer[]): void {
  * opened meanwhile keeps that stream as its io.stdout, so the warm state is
  * built outside. */
 function onDevNull(passes: () => void): void {
-  withStdoutOn(fs.openSync('/dev/null', 'w'), passes);
+  withOutputOn('stdout', fs.openSync('/dev/null', 'w'), passes);
 }
 
 /** Step 4: a job decoded, then a script that prints, its output on
@@ -129,19 +129,23 @@ function onDevNull(passes: () => void): void {
  * without LUA_PATH (";;", as a client that sets it): a kind of run the
  * warm-up left out threw away optimised code in every runner of that kind
  * (pushargs, and the code that reads LUA_PATH: "insufficient type
- * feedback"). The server's own LUA_PATH comes back after. */
+ * feedback"). The server's own LUA_PATH comes back after. The script also
+ * writes to stderr, on /dev/null too, as error messages do: every runner
+ * that wrote there threw away the stream's write. */
 function warmUpRunPath(requests: number): void {
   const withoutArgs = ['warmluad', RUN_PATH_SCRIPT].map((a) => Buffer.from(a));
   const withArgs = [...withoutArgs, Buffer.from('an argument')];
-  const S = newState();
   const serversOwn = process.env.LUA_PATH;
   let run = 0;
   try {
-    warmUpProtocol(withoutArgs, requests, () => {
-      const kind = run++ % 4;
-      if (kind & 1) process.env.LUA_PATH = ';;';
-      else delete process.env.LUA_PATH;
-      runScript(S, kind & 2 ? withArgs : withoutArgs, 1);
+    withOutputOn('stderr', fs.openSync('/dev/null', 'w'), () => {
+      const S = newState();
+      warmUpProtocol(withoutArgs, requests, () => {
+        const kind = run++ % 4;
+        if (kind & 1) process.env.LUA_PATH = ';;';
+        else delete process.env.LUA_PATH;
+        runScript(S, kind & 2 ? withArgs : withoutArgs, 1);
+      });
     });
   } finally {
     if (serversOwn === undefined) delete process.env.LUA_PATH;

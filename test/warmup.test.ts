@@ -34,31 +34,34 @@ test('the built-in warm-up has every Lua 5.3 instruction but LOADKX and EXTRAARG
 });
 
 /** Starts a server with `args`, re-warms it with SIGHUP, checks that a run
- * still prints, stops it: everything the server wrote on its stdout. */
-async function stdoutThroughRewarm(args: string[] = []): Promise<string> {
+ * still prints, stops it: everything the server wrote on its stdout, and
+ * its log (stderr). */
+async function outputThroughRewarm(args: string[] = []): Promise<{ stdout: string; log: string }> {
   const server = await startServer(args);
   try {
     server.process.kill('SIGHUP');
     await waitFor('the re-warm', () => server.log().includes('SIGHUP: re-warmed'), 20_000);
     const runPath = path.join(root, 'server/lua/runpath.lua');
-    const expected = { stdout: 'hello\nhello\t1\t2.5\ttrue\tnil\n', stderr: '', status: 0 };
+    const expected = { stdout: 'hello\nhello\t1\t2.5\ttrue\tnil\n', stderr: 'hello\n', status: 0 };
     assert.deepEqual(await runShim(server.socket, [runPath]), expected);
   } finally {
     await server.stop();
   }
   assert.equal(server.process.exitCode, 0);
-  return server.stdout();
+  return { stdout: server.stdout(), log: server.log() };
 }
 
-test('the warm-up writes nothing on the server\'s stdout, at start or on a re-warm, and runs still print', async () => {
-  // The last pass runs server/lua/runpath.lua, which prints, a couple of
-  // thousand times: to /dev/null.
-  assert.equal(await stdoutThroughRewarm(), '');
+test('the warm-up writes nothing on the server\'s stdout or log, at start or on a re-warm, and runs still print', async () => {
+  // The last passes run server/lua/runpath.lua, which prints and writes to
+  // stderr, a couple of thousand times: to /dev/null.
+  const { stdout, log } = await outputThroughRewarm();
+  assert.equal(stdout, '');
+  assert.doesNotMatch(log, /^hello$/m);
 });
 
 test('nor does a --warmup script that prints', async () => {
   const script = writeScript(tempDir(), 'loud.lua', 'print("warming") io.write("up\\n") io.stdout:write("more\\n")\n');
-  assert.equal(await stdoutThroughRewarm(['--warmup', script]), '');
+  assert.equal((await outputThroughRewarm(['--warmup', script])).stdout, '');
 });
 
 test("fengari pops its Lua stack without `delete`, which turns a warm state's stack into a dictionary (scripts/fix-fengari-stack.ts)", () => {

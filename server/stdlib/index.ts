@@ -43,23 +43,24 @@ export function resetStdio(): void {
   standardStreams.stderr.reset('no');
 }
 
-/** Runs `fn` with C's stdout on a stream of its own over `fd`, which it
- * closes after: print, and io.stdout in states opened meanwhile, write
- * there. For the warm-up, whose scripts must not write on the server's
- * own stdout (a supervisor's log, say). */
-export function withStdoutOn<T>(fd: number, fn: () => T): T {
-  const serverStdout = standardStreams.stdout;
+/** Runs `fn` with C's stdout (or stderr) on a stream of its own over `fd`,
+ * which it closes after: print, io.write and error messages, and io.stdout
+ * (io.stderr) in states opened meanwhile, write there. For the warm-up,
+ * whose scripts must not write on the server's own stdout (a supervisor's
+ * log, say). */
+export function withOutputOn<T>(name: 'stdout' | 'stderr', fd: number, fn: () => T): T {
+  const serverStream = standardStreams[name];
   const stream = new Stream(fd, false, true);
   // Reset as a runner resets its stdio: a field the server never assigns
   // again is taken for a constant by optimised code, which every runner
   // then threw away on its own reset (loadFile's, the Stream
   // constructor's and the reader's, at each run).
-  stream.reset(null);
-  standardStreams.stdout = stream;
+  stream.reset(name === 'stderr' ? 'no' : null);
+  standardStreams[name] = stream;
   try {
     return fn();
   } finally {
-    standardStreams.stdout = serverStdout;
+    standardStreams[name] = serverStream;
     stream.close();
   }
 }

@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { execa } from 'execa';
+import { lauxlib, lualib, to_luastring } from 'fengari';
 import { root, runShim, startServer, tempDir, waitFor, writeScript } from './harness.js';
 
 const warmup = path.join(root, 'server/lua/warmup.lua');
@@ -64,11 +65,19 @@ test('nor does a --warmup script that prints', async () => {
   assert.equal((await outputThroughRewarm(['--warmup', script])).stdout, '');
 });
 
-test("fengari pops its Lua stack without `delete`, which turns a warm state's stack into a dictionary (scripts/fix-fengari-stack.ts)", () => {
+test("fengari pops its Lua stack without `delete`, which turns a warm state's stack into a dictionary (scripts/fix-fengari.ts)", () => {
   const sources = path.dirname(createRequire(import.meta.url).resolve('fengari'));
   const pops = fs
     .readdirSync(sources)
     .filter((name) => name.endsWith('.js'))
     .flatMap((name) => fs.readFileSync(path.join(sources, name), 'utf8').match(/delete \w+\.stack\[/g) ?? []);
   assert.deepEqual(pops, []);
+});
+
+test('fengari keeps a returned call\'s CallInfo and stack values for the next call (scripts/fix-fengari.ts)', () => {
+  const L = lauxlib.luaL_newstate();
+  lualib.luaL_openlibs(L);
+  assert.equal(lauxlib.luaL_dostring(L, to_luastring('local function f(a, b, c) return a end f(1)')), 0);
+  assert.notEqual(L.ci.next, null, 'the CallInfo of the call that returned');
+  assert.notEqual(L.stack[L.top], undefined, 'the slot above the top');
 });

@@ -1,0 +1,153 @@
+/**
+ * Install-time fixes to fengari, run by `npm ci` (the `prepare` script).
+ * Each one keeps fengari's behaviour as lua5.3's and changes what V8 and a
+ * forked runner pay for it.
+ *
+ * 1. fengari pops values off a Lua stack with `delete L.stack[i]`. V8 turns
+ *    an array into a dictionary when a delete leaves it mostly holes, once it
+ *    has 64 slots or more and lives in the old generation. A warm state's
+ *    stack always does, so every stack access of every runner was a hash
+ *    lookup: the bench's module script took 1/0.855 of the time it takes with
+ *    this fix. Storing `undefined` instead reads the same to fengari (no code
+ *    of it tells a hole from `undefined`) and keeps the array's fast elements.
+ *
+ * 2. Every call allocated a new CallInfo, and a new value object for each
+ *    slot of the callee's frame and again for the caller's when it came back:
+ *    half of what the module script allocates. In a runner, each 4 KiB of
+ *    young generation it fills is a page shared with the forker, copied at
+ *    the first write (about 4 us), so allocation costs there what it never
+ *    costs in a lone process. C Lua keeps its CallInfo list and its stack
+ *    slots from call to call, and so does fengari now: a CallInfo past the
+ *    current one (a tail call's too) is used again, and a slot a frame gives
+ *    back keeps its value object, set to nil, for the next frame to use.
+ *    That is safe where a slot's object is in use only while the slot is:
+ *    fengari already writes into live slots' objects in place, and closures,
+ *    which do keep a slot's object, are given new ones when their frame
+ *    closes its upvalues (luaF_close), before the frame returns. What stays
+ *    after a deep recursion (a CallInfo and a nil value per level) is freed
+ *    when the thread is, or by the stack's shrinking after an error.
+ *
+ * Running it again is harmless: a fixed file has nothing left to replace.
+ * If fengari's source no longer has the shape these fixes expect, it fails
+ * loudly rather than install a fengari that silently lacks them.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+
+const POP = /delete (\w+)\.stack\[([^\]]+)\];/g;
+const FIXED_POP = /\w+\.stack\[[^\]]+\] = undefined;/g;
+
+/** Exact replacements, applied after the pops are fixed. */
+interface Rewrite {
+  file: string;
+  before: string;
+  after: string;
+}
+
+const REWRITES: Rewrite[] = [
+  {
+    file: 'ldo.js',
+    before: `        while (L.top < newtop)
+            L.stack[L.top++] = new lobject.TValue(LUA_TNIL, null);
+    } else {
+        while (L.top > newtop)
+            L.stack[--L.top] = undefined;
+    }`,
+    after: `        for (; L.top < newtop; L.top++) {
+            if (L.stack[L.top] === undefined)
+                L.stack[L.top] = new lobject.TValue(LUA_TNIL, null);
+            else
+                L.stack[L.top].setnilvalue();
+        }
+    } else {
+        while (L.top > newtop)
+            L.stack[--L.top]?.setnilvalue();
+    }`,
+  },
+  {
+    file: 'ldo.js',
+    before: `            for (let i=L.top; i>=(res + nres); i--)
+                L.stack[i] = undefined;`,
+    after: `            for (let i=L.top; i>=(res + nres); i--)
+                L.stack[i]?.setnilvalue();`,
+  },
+  {
+    file: 'ldo.js',
+    before: `    for (let i=L.top; i>=newtop; i--)
+        L.stack[i] = undefined;`,
+    after: `    for (let i=L.top; i>=newtop; i--)
+        L.stack[i]?.setnilvalue();`,
+  },
+  {
+    file: 'ldo.js',
+    before: `    L.ci = ci.previous;
+    L.ci.next = null;
+    return moveresults(`,
+    after: `    L.ci = ci.previous;
+    return moveresults(`,
+  },
+  {
+    file: 'lvm.js',
+    before: `                    oci.callstatus |= lstate.CIST_TAIL;
+                    oci.next = null;
+                    ci = L.ci = oci;`,
+    after: `                    oci.callstatus |= lstate.CIST_TAIL;
+                    ci = L.ci = oci;`,
+  },
+  {
+    file: 'lstate.js',
+    before: `const luaE_extendCI = function(L) {
+    let ci = new CallInfo();
+    L.ci.next = ci;
+    ci.previous = L.ci;
+    ci.next = null;
+    L.ci = ci;
+    return ci;
+};`,
+    after: `const luaE_extendCI = function(L) {
+    let ci = L.ci.next;
+    if (ci === null) {
+        ci = new CallInfo();
+        L.ci.next = ci;
+        ci.previous = L.ci;
+    }
+    L.ci = ci;
+    return ci;
+};`,
+  },
+];
+
+const sources = path.dirname(createRequire(import.meta.url).resolve('fengari'));
+
+function fixPops(): void {
+  let replaced = 0;
+  let fixedBefore = 0;
+  for (const name of fs.readdirSync(sources).filter((file) => file.endsWith('.js'))) {
+    const file = path.join(sources, name);
+    const text = fs.readFileSync(file, 'utf8');
+    fixedBefore += text.match(FIXED_POP)?.length ?? 0;
+    const fixed = text.replace(POP, (_pop, stack: string, slot: string) => {
+      replaced += 1;
+      return `${stack}.stack[${slot}] = undefined;`;
+    });
+    if (fixed !== text) fs.writeFileSync(file, fixed);
+  }
+  if (replaced === 0 && fixedBefore === 0) fail('no `delete L.stack[...]` in fengari');
+}
+
+function rewrite({ file, before, after }: Rewrite): void {
+  const where = path.join(sources, file);
+  const text = fs.readFileSync(where, 'utf8');
+  if (text.includes(after)) return;
+  if (!text.includes(before)) fail(`${file} lacks the code to rewrite:\n${before}`);
+  fs.writeFileSync(where, text.replace(before, after));
+}
+
+function fail(what: string): never {
+  console.error(`fix-fengari: ${what}\nHas fengari's source changed shape?`);
+  process.exit(1);
+}
+
+fixPops();
+for (const change of REWRITES) rewrite(change);

@@ -1,7 +1,7 @@
 /**
  * Install-time fixes to fengari, run by `npm ci` (the `prepare` script).
  * Each one keeps fengari's behaviour as lua5.3's and changes what V8 and a
- * forked runner pay for it.
+ * forked runner pay for it; the last one also mends a wrong answer.
  *
  * 1. fengari pops values off a Lua stack with `delete L.stack[i]`. V8 turns
  *    an array into a dictionary when a delete leaves it mostly holes, once it
@@ -26,6 +26,12 @@
  *    closes its upvalues (luaF_close), before the frame returns. What stays
  *    after a deep recursion (a CallInfo and a nil value per level) is freed
  *    when the thread is, or by the stack's shrinking after an error.
+ *
+ * 3. A string's key in fengari's tables (luaS_hash) was its bytes in hex
+ *    without padding, so "\1#" (1, 0x23) and "\18\3" (0x12, 3) were the same
+ *    key: `t["\18\3"]` read what was stored at `t["\1#"]`. Each byte is now one
+ *    character, which no two strings share, built in one call rather than a
+ *    small string per byte (keys of the module script: half the time).
  *
  * Running it again is harmless: a fixed file has nothing left to replace.
  * If fengari's source no longer has the shape these fixes expect, it fails
@@ -86,6 +92,18 @@ const REWRITES: Rewrite[] = [
     return moveresults(`,
     after: `    L.ci = ci.previous;
     return moveresults(`,
+  },
+  {
+    file: 'lstring.js',
+    before: `    let len = str.length;
+    let s = "|";
+    for (let i=0; i<len; i++)
+        s += str[i].toString(16);
+    return s;`,
+    after: `    let s = "|";
+    for (let i = 0; i < str.length; i += 8192)
+        s += String.fromCharCode.apply(null, str.length <= 8192 ? str : str.subarray(i, i + 8192));
+    return s;`,
   },
   {
     file: 'lvm.js',

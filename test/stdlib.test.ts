@@ -377,7 +377,8 @@ print(loadfile(".")) print(loadfile("env.lua", "b"))`,
 // fengari as scripts/fix-fengari.ts leaves it. CallInfos and stack values
 // are used again by later frames, so whatever kept one (a closure, a
 // suspended coroutine, an error on its way out) must not see it change: the
-// closures case fails if frames stop closing their upvalues.
+// closures case fails if frames stop closing their upvalues. And string keys
+// are told apart by every byte.
 const vm: Case[] = [
   {
     name: 'closures over loop variables and locals, after returns, tail calls and a deep recursion',
@@ -454,6 +455,15 @@ local function outer() local r = { inner() }; return table.unpack(r) end
 print(outer())
 print(type(nil), type(1), type("x"), type({}), type(print), type(io.stdout), type(coroutine.create(print)), type(true), type(2.5))
 print(pcall(type)); print(select("#", type(nil)), type(type))`,
+  },
+  {
+    name: 'string keys whose bytes read the same in hex without padding',
+    script: `local t = {}
+t["\\1#"] = "first"
+print(t["\\18\\3"], t["\\1#"])
+t["\\18\\3"] = "second"
+print(t["\\1#"], t["\\18\\3"])
+local n = 0 for _ in pairs(t) do n = n + 1 end print(n)`,
   },
 ];
 

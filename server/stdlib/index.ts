@@ -2,7 +2,7 @@
 // synchronous calls only (a forked runner must never touch the event loop),
 // behaving as lua5.3's. One file per library, as in Lua's sources.
 import { lua, lauxlib, to_luastring, type LuaState } from 'fengari';
-import { baseFunctions } from './lbaselib.js';
+import { setBaseFunctions } from './lbaselib.js';
 import { openIo, standardStreams } from './liolib.js';
 import { openOs } from './loslib.js';
 import { Stream, flushAllStreams } from './stream.js';
@@ -18,10 +18,10 @@ function installLibrary(L: LuaState, name: string): void {
   lua.lua_setglobal(L, to_luastring(name));
 }
 
-/** Replaces fengari's print, io and os (and friends) in state L. */
+/** Replaces fengari's print, type, io and os (and friends) in state L. */
 export function openStdlib(L: LuaState): void {
   lua.lua_pushglobaltable(L);
-  lauxlib.luaL_setfuncs(L, baseFunctions, 0);
+  setBaseFunctions(L);
   lua.lua_pop(L, 1);
   openIo(L);
   installLibrary(L, 'io');

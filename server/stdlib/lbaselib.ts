@@ -1,6 +1,7 @@
 // The base functions that touch files or output (lbaselib.c): print on
 // C's stdout, loadfile and dofile through loadFile, and a collectgarbage
-// that accepts lua5.3's options (fengari's raises "lua_gc not implemented").
+// that accepts lua5.3's options (fengari's raises "lua_gc not implemented");
+// and a type that does not allocate.
 import { lua, lauxlib, to_luastring, type LuaState } from 'fengari';
 import { loadFile } from './loadfile.js';
 import { standardStreams } from './liolib.js';
@@ -98,4 +99,22 @@ function collectgarbage(L: LuaState): number {
   return 1;
 }
 
-export const baseFunctions = { print, loadfile, dofile, collectgarbage };
+/** luaB_type, answering with names made once (its upvalues): fengari's made
+ * a new string at each call, and a runner pays for every 4 KiB it allocates
+ * (scripts/fix-fengari.ts says why). argparse and inspect call it
+ * hundreds of times: it was 7 % of what the bench's module script allocates. */
+const VALUE_EXPECTED = str('value expected');
+
+function type(L: LuaState): number {
+  const t = lua.lua_type(L, 1);
+  lauxlib.luaL_argcheck(L, t !== lua.LUA_TNONE, 1, VALUE_EXPECTED);
+  lua.lua_pushvalue(L, lua.lua_upvalueindex(t + 1));
+  return 1;
+}
+
+/** Sets these base functions in the table on top of the stack. */
+export function setBaseFunctions(L: LuaState): void {
+  lauxlib.luaL_setfuncs(L, { print, loadfile, dofile, collectgarbage }, 0);
+  for (let t = 0; t < lua.LUA_NUMTAGS; t++) lua.lua_pushstring(L, lua.lua_typename(L, t));
+  lauxlib.luaL_setfuncs(L, { type }, lua.LUA_NUMTAGS);
+}

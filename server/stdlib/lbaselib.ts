@@ -99,12 +99,12 @@ function collectgarbage(L: LuaState): number {
   return 1;
 }
 
+const VALUE_EXPECTED = str('value expected');
+
 /** luaB_type, answering with names made once (its upvalues): fengari's made
  * a new string at each call, and a runner pays for every 4 KiB it allocates
  * (scripts/fix-fengari.ts says why). argparse and inspect call it
  * hundreds of times: it was 7 % of what the bench's module script allocates. */
-const VALUE_EXPECTED = str('value expected');
-
 function type(L: LuaState): number {
   const t = lua.lua_type(L, 1);
   lauxlib.luaL_argcheck(L, t !== lua.LUA_TNONE, 1, VALUE_EXPECTED);

@@ -9,6 +9,19 @@
  * mapping: its contents are copied into a new 2 MiB mapping, which mremap
  * then moves over the old ones. The holes become zeroed memory that nobody
  * uses; V8 may still unmap or protect any part of the stretch, as before.
+ *
+ * The same goes for V8's code pages (a read-write header, a guard page, the
+ * code, read-write-executable, and another guard, per 256 KiB) and for the
+ * first and last stretch of malloc's heap, which begins and ends wherever
+ * the break did. Left in small pages, those were 700-900 of the forker's
+ * 1,800-2,000 entries of 4 KiB here, each copied by every fork and cleared
+ * by every exit. A rebuilt stretch has one protection throughout, so only
+ * stretches whose mappings agree on it are rebuilt, or that hold code pages
+ * and their headers (all read-write-executable then); guard pages become
+ * usable memory, as holes do. Past a rebuilt top of the heap the break can
+ * no longer grow, and glibc's malloc maps its memory instead, as it does
+ * whenever something lies above the heap.
+ *
  * Only plain mappings are rebuilt: a new one would not keep flags such as
  * wipe-on-fork or locked, which /proc/self/smaps shows. */
 #include "addon.h"
@@ -25,27 +38,32 @@
 #define HUGE_PAGE (2UL << 20)
 #define SMALL_PAGE 4096UL /* the rebuild is skipped with other page sizes */
 #define MAX_STRETCHES 1024
-/* A stretch less than half in memory is left alone: the zeroes that fill
- * the rest would cost more memory than its page-table entries cost time. */
-#define MIN_RESIDENT (HUGE_PAGE / 2)
+/* A stretch with less than this in memory is left alone: the zeroes that
+ * fill the rest would cost the forker up to 1.75 MiB, once, to save each
+ * run under 64 entries (20 us of fork and exit). Half of the stretch, as
+ * before, left most code stretches and heap edges out. */
+#define MIN_RESIDENT (HUGE_PAGE / 8)
 
 /* What the walk of the maps learns about one 2 MiB stretch that is not
  * within one mapping already. */
 struct stretch {
     unsigned long start;
     unsigned long resident; /* bytes of its plain mappings in memory */
-    int foreign;            /* other mappings in it too: code, files, guards */
+    int foreign;            /* other mappings in it too: files, stacks, locked */
+    int protection;         /* what its accessible mappings allow */
+    int mixed;              /* they disagree on it, other than as code pages do */
     char *copy;             /* where its contents are gathered */
 };
 
 static struct stretch stretches[MAX_STRETCHES];
 static int stretch_count;
 
-/* VmFlags that a rebuilt mapping has too, or may lose: read, write, may
- * read, write and exec, accounted or not, soft-dirty, MADV_HUGEPAGE. */
+/* VmFlags that a rebuilt mapping has too, or may lose: read, write,
+ * execute, may read, write and exec, accounted or not, soft-dirty,
+ * MADV_HUGEPAGE. */
 static int has_plain_flags(const char *flags)
 {
-    static const char plain[] = " rd wr mr mw me ac nr sd hg ";
+    static const char plain[] = " rd wr ex mr mw me ac nr sd hg ";
     for (const char *flag = flags; *flag != '\0'; flag++) {
         char token[5] = " ";
         if (*flag == ' ')
@@ -61,10 +79,31 @@ static int has_plain_flags(const char *flags)
     return 1;
 }
 
-/* Private, writable, anonymous and unnamed: V8's heap and the like. */
+/* Private and anonymous: unnamed (V8's heap and code, guard pages and the
+ * like) or malloc's heap. */
 static int is_private_anonymous(const struct mapping *m)
 {
-    return strcmp(m->perms, "rw-p") == 0 && m->inode == 0 && m->name[0] == '\0';
+    return m->perms[3] == 'p' && m->inode == 0 && (m->name[0] == '\0' || strcmp(m->name, "[heap]") == 0);
+}
+
+static int protection_of(const struct mapping *m)
+{
+    return (m->perms[0] == 'r' ? PROT_READ : 0) | (m->perms[1] == 'w' ? PROT_WRITE : 0) |
+           (m->perms[2] == 'x' ? PROT_EXEC : 0);
+}
+
+/* A stretch takes its mappings' protection if they agree; a code page's
+ * read-write header beside its code takes the code's. Anything else would
+ * give a mapping more than it has (read-only data made writable, say). */
+static void note_protection(struct stretch *s, int protection)
+{
+    const int data = PROT_READ | PROT_WRITE, code = data | PROT_EXEC;
+    if (s->protection == 0 || s->protection == protection)
+        s->protection = protection;
+    else if ((s->protection | protection) == code && (s->protection == data || protection == data))
+        s->protection = code;
+    else
+        s->mixed = 1;
 }
 
 static unsigned long resident_bytes(unsigned long from, unsigned long to)
@@ -103,19 +142,26 @@ static void note_stretch(unsigned long start, const struct mapping *m, int plain
     s = stretch_at(start);
     if (!s)
         return;
-    if (plain)
-        s->resident += resident_bytes(from, to);
-    else
+    if (!plain)
         s->foreign = 1;
+    else if (protection_of(m) == 0) {
+        if (resident_bytes(from, to) > 0)
+            s->foreign = 1; /* contents it cannot read to copy */
+    } else {
+        s->resident += resident_bytes(from, to);
+        note_protection(s, protection_of(m));
+    }
 }
 
 /* Notes each stretch a mapping touches; of any other mapping, only its first
- * and last stretch matter (those in between it covers whole). */
+ * and last stretch matter (those in between it covers whole). A guard page
+ * counts as plain whatever its flags (a thread stack's is MADV_NOHUGEPAGE):
+ * with no access and nothing in memory, it has nothing to keep. */
 static void survey(const struct mapping *m, void *context)
 {
     unsigned long first = m->start & ~(HUGE_PAGE - 1), last = (m->end - 1) & ~(HUGE_PAGE - 1);
     (void)context;
-    if (!is_private_anonymous(m) || !has_plain_flags(m->flags)) {
+    if (!is_private_anonymous(m) || (protection_of(m) != 0 && !has_plain_flags(m->flags))) {
         note_stretch(first, m, 0);
         if (last != first)
             note_stretch(last, m, 0);
@@ -127,14 +173,15 @@ static void survey(const struct mapping *m, void *context)
 
 static int needs_rebuilding(const struct stretch *s)
 {
-    return !s->foreign && s->resident >= MIN_RESIDENT;
+    return !s->foreign && !s->mixed && s->resident >= MIN_RESIDENT;
 }
 
-/* Copies the part of a mapping that lies in each stretch being rebuilt. */
+/* Copies the part of a mapping that lies in each stretch being rebuilt
+ * (guard pages hold nothing). */
 static void gather(const struct mapping *m, void *context)
 {
     (void)context;
-    if (!is_private_anonymous(m))
+    if (!is_private_anonymous(m) || !(protection_of(m) & PROT_READ))
         return;
     for (int i = 0; i < stretch_count; i++) {
         struct stretch *s = &stretches[i];
@@ -145,20 +192,26 @@ static void gather(const struct mapping *m, void *context)
     }
 }
 
-/* Moves a stretch's copy over it. mremap unmaps the old mappings before it
- * moves the copy, and if the move then fails (ENOMEM) the copy is all that
- * is left: it is copied back into a new mapping. If even that fails, the
- * forker cannot fork what V8 expects and leaves; the server then forks its
- * spares itself. */
+/* Moves a stretch's copy over it, with the stretch's protection. mremap
+ * unmaps the old mappings before it moves the copy, and if the move then
+ * fails (ENOMEM) the copy is all that is left: it is copied back into a new
+ * mapping. If even that fails, or the protection cannot be given (code
+ * that cannot run), the forker cannot fork what V8 expects and leaves; the
+ * server then forks its spares itself. */
 static void move_copy_over(struct stretch *s)
 {
     void *old = (void *)s->start, *fresh;
-    if (mremap(s->copy, HUGE_PAGE, HUGE_PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, old) != MAP_FAILED)
+    if (mremap(s->copy, HUGE_PAGE, HUGE_PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, old) != MAP_FAILED) {
+        if (mprotect(old, HUGE_PAGE, s->protection) < 0)
+            _exit(1);
         return;
+    }
     fresh = mmap(old, HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
     if (fresh == old) {
         memcpy(fresh, s->copy, HUGE_PAGE);
         munmap(s->copy, HUGE_PAGE);
+        if (mprotect(old, HUGE_PAGE, s->protection) < 0)
+            _exit(1);
         return;
     }
     if (fresh != MAP_FAILED)
@@ -199,14 +252,15 @@ static void rebuild_stretches(void)
             move_copy_over(&stretches[i]);
 }
 
-/* Each whole 2 MiB of a private writable anonymous mapping (the V8 heap,
- * malloc's) becomes a huge page. Failures leave small pages: only slower. */
+/* Each whole 2 MiB of a private anonymous mapping that can be read (the V8
+ * heap and code, malloc's) becomes a huge page. Failures leave small
+ * pages: only slower. */
 static void collapse(const struct mapping *m, void *context)
 {
     unsigned long from = (m->start + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
     unsigned long to = m->end & ~(HUGE_PAGE - 1);
     (void)context;
-    if (strcmp(m->perms, "rw-p") == 0 && m->inode == 0 && strcmp(m->name, "[stack]") != 0 && from < to)
+    if (m->perms[0] == 'r' && m->perms[3] == 'p' && m->inode == 0 && strcmp(m->name, "[stack]") != 0 && from < to)
         madvise((void *)from, to - from, MADV_COLLAPSE);
 }
 

@@ -374,9 +374,11 @@ static napi_value js_exit(napi_env env, napi_callback_info info)
     _exit(status);
 }
 
-/* lua.c's SIGINT handling: the first SIGINT raises a flag that the Lua hook
- * turns into the error "interrupted!"; the handler restores the default
- * action so that a second SIGINT ends a script stuck outside Lua code. */
+/* lua.c's SIGINT handling: the first SIGINT raises a flag, which fengari's
+ * VM looks at before each instruction and, finding it raised, sets lua.c's
+ * hook (luacall.ts); the handler restores the default action, so that a
+ * second SIGINT ends a script stuck outside Lua code. The flag is raised
+ * only between catchInterrupt and releaseInterrupt. */
 static volatile sig_atomic_t interrupted;
 
 static void on_interrupt(int sig)
@@ -385,30 +387,54 @@ static void on_interrupt(int sig)
     interrupted = 1;
 }
 
-static napi_ref interrupt_view; /* V8 accepts one external buffer per address */
-
-static napi_value js_catch_interrupt(napi_env env, napi_callback_info info)
+/* interruptFlag(): an Int32Array viewing the flag, the same one each time
+ * (V8 accepts one external buffer per address). */
+static napi_value js_interrupt_flag(napi_env env, napi_callback_info info)
 {
-    struct sigaction action;
+    static napi_ref flag_view;
     napi_value buffer, view;
     (void)info;
     _Static_assert(sizeof interrupted == sizeof(int32_t), "flag is viewed as an Int32Array");
-    interrupted = 0;
-    memset(&action, 0, sizeof action);
-    action.sa_handler = on_interrupt;
-    sigemptyset(&action.sa_mask);
-    if (sigaction(SIGINT, &action, NULL) < 0)
-        return throw_errno(env, "sigaction(SIGINT)");
-    if (interrupt_view != NULL && napi_get_reference_value(env, interrupt_view, &view) == napi_ok)
+    if (flag_view != NULL && napi_get_reference_value(env, flag_view, &view) == napi_ok)
         return view;
     if (napi_create_external_arraybuffer(env, (void *)&interrupted, sizeof interrupted, NULL, NULL,
                                          &buffer) != napi_ok ||
         napi_create_typedarray(env, napi_int32_array, 1, buffer, 0, &view) != napi_ok ||
-        napi_create_reference(env, view, 1, &interrupt_view) != napi_ok) {
+        napi_create_reference(env, view, 1, &flag_view) != napi_ok) {
         napi_throw_error(env, NULL, "cannot share the interrupt flag");
         return NULL;
     }
     return view;
+}
+
+static napi_value set_interrupt_action(napi_env env, void (*handler)(int))
+{
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = handler;
+    sigemptyset(&action.sa_mask);
+    if (sigaction(SIGINT, &action, NULL) < 0)
+        return throw_errno(env, "sigaction(SIGINT)");
+    return NULL;
+}
+
+/* lua.c's signal(SIGINT, laction) before a chunk, with the flag lowered. */
+static napi_value js_catch_interrupt(napi_env env, napi_callback_info info)
+{
+    (void)info;
+    interrupted = 0;
+    return set_interrupt_action(env, on_interrupt);
+}
+
+/* The default action again after the chunk, as lua.c leaves it; a SIGINT
+ * that came too late to be seen is forgotten, so that no later Lua code
+ * takes it for its own. */
+static napi_value js_release_interrupt(napi_env env, napi_callback_info info)
+{
+    napi_value result = set_interrupt_action(env, SIG_DFL);
+    (void)info;
+    interrupted = 0;
+    return result;
 }
 
 /* becomeUser(uid, gid, groups): the runner takes on the client's identity
@@ -444,18 +470,6 @@ static napi_value js_become_user(napi_env env, napi_callback_info info)
     return NULL;
 }
 
-/* lua.c's laction is undone after each chunk: outside Lua code SIGINT kills. */
-static napi_value js_release_interrupt(napi_env env, napi_callback_info info)
-{
-    struct sigaction dfl;
-    (void)info;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    if (sigaction(SIGINT, &dfl, NULL) < 0)
-        return throw_errno(env, "sigaction(SIGINT)");
-    return NULL;
-}
-
 void register_runner(napi_env env, napi_value exports)
 {
     export_function(env, exports, "forkWarm", js_fork_warm);
@@ -465,6 +479,7 @@ void register_runner(napi_env env, napi_value exports)
     export_function(env, exports, "replaceEnv", js_replace_env);
     export_function(env, exports, "resetSignals", js_reset_signals);
     export_function(env, exports, "exit", js_exit);
+    export_function(env, exports, "interruptFlag", js_interrupt_flag);
     export_function(env, exports, "catchInterrupt", js_catch_interrupt);
     export_function(env, exports, "releaseInterrupt", js_release_interrupt);
     export_function(env, exports, "becomeUser", js_become_user);

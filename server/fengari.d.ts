@@ -14,3 +14,9 @@ declare module 'fengari' {
   export function luastring_indexOf(s: Uint8Array, v: number, i?: number): number;
   export const FENGARI_VERSION: string;
 }
+
+// What scripts/fix-fengari.ts adds to fengari's VM: a flag it looks at before
+// each instruction, and what it calls when it finds the flag raised.
+declare module 'fengari/src/lvm.js' {
+  export const luaV_interruption: { flag: Int32Array; handler: (L: any) => void };
+}

@@ -4,6 +4,7 @@
 // errors. A forked runner must never touch the event loop: every write
 // here is synchronous (the stdlib's streams use raw-fd calls).
 import { lua, lauxlib, to_luastring, type LuaState } from 'fengari';
+import { luaV_interruption } from 'fengari/src/lvm.js';
 import { native } from './native.js';
 import { standardStreams } from './stdlib/liolib.js';
 export { loadFile } from './stdlib/index.js';
@@ -76,84 +77,31 @@ function luaToCString(L: LuaState, idx: number): Uint8Array | null {
 }
 
 // ---------------------------------------------------------------------------
-// SIGINT: lua.c's laction/lstop, with the signal turned into a flag by
-// native code and polled by a count hook (JS cannot run in a signal handler).
+// SIGINT: lua.c's laction and lstop. JS cannot run in a signal handler, so
+// native code raises a flag, and fengari's VM, which looks at it before each
+// instruction (scripts/fix-fengari.ts), calls laction. A script runs with no
+// hook, as under lua5.3: a count hook set for good took 15 % longer on Lua
+// code, for one decrement per instruction.
 
-/** Instructions between two looks at the flag. A hook costs one decrement
- * per instruction whatever the period; 1000 keeps the reaction well under
- * a millisecond. */
-const HOOK_PERIOD = 1000;
+/** The main state of the chunk running (lua.c's globalL). */
+let globalL: LuaState = null;
 
-let interruptFlag: Int32Array | null = null;
-let hookedState: LuaState = null;
-
-/** lstop: "interrupted!" raised where the main thread is running. lua.c
- * hooks only the main thread (globalL), so a coroutine is interrupted when
- * control comes back to it: coroutines inherit this hook, and ignore it. */
-function interruptHook(L: LuaState): void {
-  if (interruptFlag !== null && interruptFlag[0] !== 0 && L === hookedState) {
-    interruptFlag[0] = 0;
-    lauxlib.luaL_error(L, to_luastring('interrupted!'));
-  }
+/** lstop: the hook clears itself and raises the error, wherever the main
+ * thread runs next (a coroutine is interrupted once control comes back). */
+function lstop(L: LuaState): void {
+  lua.lua_sethook(L, null, 0, 0);
+  lauxlib.luaL_error(L, to_luastring('interrupted!'));
 }
 
-function installHook(L: LuaState): void {
-  lua.lua_sethook(L, interruptHook, lua.LUA_MASKCOUNT, HOOK_PERIOD);
+/** laction, past the signal handler's part (the default action is back):
+ * hook the main thread at its next instruction, call or return. */
+function laction(): void {
+  luaV_interruption.flag[0] = 0;
+  lua.lua_sethook(globalL, lstop, lua.LUA_MASKCALL | lua.LUA_MASKRET | lua.LUA_MASKCOUNT, 1);
 }
 
-/** signal(SIGINT, laction) before a call: a fresh flag, and the hook once. */
-function catchInterrupt(L: LuaState): void {
-  interruptFlag = native.catchInterrupt();
-  if (hookedState !== L) {
-    hookedState = L;
-    installHook(L);
-    hideHookFromDebug(L);
-  }
-}
-
-/** The thread a debug.gethook/sethook call is about (db's getthread). */
-function targetThread(L: LuaState): LuaState {
-  return lua.lua_isthread(L, 1) ? lua.lua_tothread(L, 1) : L;
-}
-
-/** lua5.3 has no hook until a SIGINT arrives, so scripts must not see ours:
- * debug.gethook reports "no hook" for it, and when a script clears its own
- * hook on the main thread ours comes back. (While a script's hook is set,
- * SIGINT is not turned into an error: the second one kills.) The originals
- * are called directly, not through Lua, so error messages stay theirs. */
-function hideHookFromDebug(L: LuaState): void {
-  lauxlib.luaL_getsubtable(L, lua.LUA_REGISTRYINDEX, to_luastring('_LOADED'));
-  const isTable = lua.lua_getfield(L, -1, to_luastring('debug')) === lua.LUA_TTABLE;
-  if (isTable) {
-    const original = (name: string): ((L: LuaState) => number) | null => {
-      lua.lua_getfield(L, -1, to_luastring(name));
-      const f = lua.lua_tocfunction(L, -1);
-      lua.lua_pop(L, 1);
-      return f;
-    };
-    const gethook = original('gethook');
-    const sethook = original('sethook');
-    if (gethook && sethook) {
-      lua.lua_pushcfunction(L, (L1: LuaState) => {
-        if (lua.lua_gethook(targetThread(L1)) !== interruptHook) return gethook(L1);
-        lua.lua_pushnil(L1);
-        lua.lua_pushliteral(L1, '');
-        lua.lua_pushinteger(L1, 0);
-        return 3;
-      });
-      lua.lua_setfield(L, -2, to_luastring('gethook'));
-      lua.lua_pushcfunction(L, (L1: LuaState) => {
-        const thread = targetThread(L1);
-        const n = sethook(L1);
-        if (thread === hookedState && lua.lua_gethook(thread) === null) installHook(thread);
-        return n;
-      });
-      lua.lua_setfield(L, -2, to_luastring('sethook'));
-    }
-  }
-  lua.lua_pop(L, 2);
-}
-
+luaV_interruption.flag = native.interruptFlag();
+luaV_interruption.handler = laction;
 
 // ---------------------------------------------------------------------------
 // Calling chunks
@@ -195,7 +143,8 @@ export function docall(L: LuaState, narg: number, nres: number): number {
   const base = lua.lua_gettop(L) - narg;
   lua.lua_pushcfunction(L, msghandler);
   lua.lua_insert(L, base);
-  catchInterrupt(L);
+  globalL = L;
+  native.catchInterrupt(); // signal(SIGINT, laction)
   const status = lua.lua_pcall(L, narg, nres, base);
   native.releaseInterrupt(); // a SIGINT outside Lua code ends the process, as in lua5.3
   lua.lua_remove(L, base);

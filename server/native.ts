@@ -69,13 +69,17 @@ export interface Native {
   resetSignals(): void;
   /** _exit(status): no Node teardown, no flushing. */
   exit(status: number): never;
-  /** Installs lua.c's SIGINT handler: the first SIGINT sets flag[0] = 1 and
-   * restores the default action, so a second one kills. The returned array
-   * views that flag (shared with the handler). */
-  catchInterrupt(): Int32Array;
+  /** A view of the flag that the SIGINT handler of catchInterrupt raises
+   * (the same array each time). */
+  interruptFlag(): Int32Array;
+  /** Installs lua.c's SIGINT handler, with the flag lowered: the first
+   * SIGINT sets it to 1 and restores the default action, so a second one
+   * kills. */
+  catchInterrupt(): void;
   /** setgroups, setgid, setuid, each checked: the runner becomes the client (--as-peer). */
   becomeUser(uid: number, gid: number, groups: number[]): void;
-  /** SIGINT back to its default action, as lua.c leaves it between chunks. */
+  /** SIGINT back to its default action, as lua.c leaves it between chunks,
+   * and the flag lowered. */
   releaseInterrupt(): void;
 
   // forker.c

@@ -49,7 +49,7 @@
 struct stretch {
     unsigned long start;
     unsigned long resident; /* bytes of its plain mappings in memory */
-    int foreign;            /* other mappings in it too: files, stacks, locked */
+    int foreign;            /* other mappings in it too: files, the main stack, locked */
     int protection;         /* what its accessible mappings allow */
     int mixed;              /* they disagree on it, other than as code pages do */
     char *copy;             /* where its contents are gathered */
@@ -158,8 +158,8 @@ static void note_stretch(unsigned long start, const struct mapping *m, int plain
 
 /* Notes each stretch a mapping touches; of any other mapping, only its first
  * and last stretch matter (those in between it covers whole). A guard page
- * counts as plain whatever its flags (a thread stack's is MADV_NOHUGEPAGE):
- * with no access and nothing in memory, it has nothing to keep. */
+ * counts as plain whatever its flags: with no access and nothing in memory,
+ * it has nothing to keep. */
 static void survey(const struct mapping *m, void *context)
 {
     unsigned long first = m->start & ~(HUGE_PAGE - 1), last = (m->end - 1) & ~(HUGE_PAGE - 1);

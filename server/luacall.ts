@@ -80,8 +80,7 @@ function luaToCString(L: LuaState, idx: number): Uint8Array | null {
 // SIGINT: lua.c's laction and lstop. JS cannot run in a signal handler, so
 // native code raises a flag, and fengari's VM, which looks at it before each
 // instruction (scripts/fix-fengari.ts), calls laction. A script runs with no
-// hook, as under lua5.3: a count hook set for good took 15 % longer on Lua
-// code, for one decrement per instruction.
+// hook until then, as under lua5.3.
 
 /** The main state of the chunk running (lua.c's globalL). */
 let globalL: LuaState = null;

@@ -244,8 +244,8 @@ local n = os.tmpname() print(n:match("^/tmp/lua_%w+$") ~= nil, io.open(n) ~= nil
     env: { BIG: bigFile },
     script: `local name = os.getenv("BIG")
 local f = io.open(name, "rb") local all = f:read("a") print(#all, all:sub(1, 20), all:sub(-30)) f:close()
-local count, total, last = 0, 0 for l in io.lines(name) do count = count + 1 total = total + #l last = l end
-print(count, total, last)
+local count, total, first, last = 0, 0 for l in io.lines(name) do count = count + 1 total = total + #l first = first or l last = l end
+print(count, total, first, last)
 f = io.open(name) local blocks, size, b = 0, 0 repeat b = f:read(8192) if b then blocks = blocks + 1 size = size + #b end until not b
 print(blocks, size, f:seek("end")) f:close()
 f = io.open(name) local n = 0 for a, b in f:lines("L", 1000) do n = n + #a + #(b or "") end print(n) f:close()`,

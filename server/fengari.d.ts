@@ -20,3 +20,12 @@ declare module 'fengari' {
 declare module 'fengari/src/lvm.js' {
   export const luaV_interruption: { flag: Int32Array; handler: (L: any) => void };
 }
+
+// fengari's own string objects, for a string made without lua_pushstring's
+// copy (server/stdlib/readformats.ts).
+declare module 'fengari/src/lstring.js' {
+  export function luaS_bless(L: any, bytes: Uint8Array): any;
+}
+declare module 'fengari/src/lobject.js' {
+  export function pushsvalue2s(L: any, ts: any): void;
+}

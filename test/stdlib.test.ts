@@ -135,6 +135,14 @@ const reading: Case[] = [
     script: `local s = io.read("a") io.write(s) print(#s, io.read("a"), io.read("l"), io.read(0))`,
   },
   {
+    // read("a") sizes its string from what a regular file has left; a pipe's
+    // or a /proc file's (which says 0 bytes) grows as it comes
+    name: 'read "a" after a partial read, from a pipe larger than its first guess, from /proc',
+    input: Buffer.concat([Buffer.from('head\n'), Buffer.alloc(300 * 1024, 'pipe '), Buffer.from('tail')]),
+    script: `print(io.read("l")) local s = io.read("a") print(#s, s:sub(1, 12), s:sub(-12))
+local p = io.open("/proc/self/smaps") p:read(1) local m = p:read("a") print(#m > 8192, m:sub(-1) == "\\n") p:close()`,
+  },
+  {
     name: 'read formats l L a n, counts and 0, with and without *',
     input: 'first line\nsecond line\n  42 0x1F -3.5e2 .5 \nabcdefgh\nlast',
     script: `print(io.read("l")); print(io.read("*L")); print(io.read("n", "*n", "n", "n"))

@@ -2,6 +2,8 @@
 // in liolib.c): "n", "l", "L", "a" (with or without a leading '*') and
 // byte counts, each pushing its result or nil.
 import { lua, lauxlib, to_luastring, type LuaState } from 'fengari';
+import { pushsvalue2s } from 'fengari/src/lobject.js';
+import { luaS_bless } from 'fengari/src/lstring.js';
 import { pushFailure } from './errors.js';
 import type { Stream } from './stream.js';
 
@@ -60,6 +62,12 @@ function readLine(L: LuaState, stream: Stream, keepNewline: boolean): boolean {
   return complete || line.length > 0;
 }
 
+/** lua_pushstring without its copy, for bytes nothing else refers to:
+ * copying a 10 MB read("a") again meant faulting in 10 MB more. */
+function pushOwnedString(L: LuaState, bytes: Uint8Array): void {
+  pushsvalue2s(L, luaS_bless(L, bytes));
+}
+
 function readChars(L: LuaState, stream: Stream, n: number): boolean {
   const bytes = stream.readChars(n);
   lua.lua_pushstring(L, bytes);
@@ -88,7 +96,7 @@ function readFormat(L: LuaState, stream: Stream, arg: number): boolean {
     case ch('L'):
       return readLine(L, stream, true);
     case ch('a'):
-      lua.lua_pushstring(L, stream.readAll());
+      pushOwnedString(L, stream.readAll());
       return true;
     default:
       return lauxlib.luaL_argerror(L, arg, to_luastring('invalid format'));

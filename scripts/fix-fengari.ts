@@ -55,6 +55,12 @@
  *    border if t[n] is there and t[n + 1] is not, and any border is a valid
  *    length. Other tables are searched as before.
  *
+ * 7. luaL_addlstring (table.concat's and string.format's pieces) took a
+ *    subarray of each string it added, whole or not. V8 keeps an array of
+ *    64 bytes or less in its heap, and must move it out to make a subarray
+ *    of it: a malloc, and a free when the collector sweeps. A whole string
+ *    is now copied as it is.
+ *
  * Running it again is harmless: a fixed file has nothing left to replace.
  * If fengari's source no longer has the shape these fixes expect, it fails
  * loudly rather than install a fengari that silently lacks them.
@@ -189,6 +195,11 @@ const luaV_execute = function(L) {`,
     if (n > 0 && !luaH_getint(t, n).ttisnil() && luaH_getint(t, n + 1).ttisnil())
         return n; /* warmlua: a sequence, its keys counted */
     let i = 0;`,
+  },
+  {
+    file: 'lauxlib.js',
+    before: `        b.set(s.subarray(0, l));`,
+    after: `        b.set(l === s.length ? s : s.subarray(0, l));`,
   },
   {
     file: 'lvm.js',

@@ -473,6 +473,20 @@ t["\\18\\3"] = "second"
 print(t["\\1#"], t["\\18\\3"])
 local n = 0 for _ in pairs(t) do n = n + 1 end print(n)`,
   },
+  {
+    // The length of a table of 1 to n is its count of keys, tried first;
+    // these tables have one border each, so lua5.3 gives the same.
+    name: 'lengths of tables grown, shrunk and mixed, and strings joined and formatted',
+    script: `local t = {} for i = 1, 1000 do t[#t + 1] = i * 2 end print(#t, t[#t])
+table.insert(t, 1, 0) table.insert(t, 500, -1) print(#t, t[1], t[500], t[#t])
+for _ = 1, 10 do table.remove(t) end print(#t, t[#t])
+t[#t] = nil t[#t] = nil print(#t) t.name = "x" t[0] = 0 t[-1] = 1 print(#t)
+local u = {} u[1] = 1 u[2] = 2 u[3] = 3 u[3] = nil print(#u) u[3] = 3 u[4] = 4 print(#u)
+print(#{}, #{n = 1}, #{1, 2, 3, nil}, #{nil, nil, 3} == 3 or #{nil, nil, 3} == 0)
+local parts = {} for i = 1, 300 do parts[#parts + 1] = string.format("%d:%s:%5.2f", i, ("x"):rep(i % 70), i / 7) end
+local joined = table.concat(parts, ",") print(#joined, joined:sub(1, 40), joined:sub(-40))
+print(table.concat(parts, "", 10, 12), string.format("%s|%-8s|%.3s", ("y"):rep(80), "ab", "abcdef"))`,
+  },
 ];
 
 const groups: Record<string, Case[]> = {

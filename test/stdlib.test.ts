@@ -135,11 +135,12 @@ const reading: Case[] = [
     script: `local s = io.read("a") io.write(s) print(#s, io.read("a"), io.read("l"), io.read(0))`,
   },
   {
-    // read("a") sizes its string from what a regular file has left; a pipe's
-    // or a /proc file's (which says 0 bytes) grows as it comes
-    name: 'read "a" after a partial read, from a pipe larger than its first guess, from /proc',
+    // a large read sizes its string from what a regular file has left; a
+    // pipe's or a /proc file's (which says 0 bytes) grows as it comes
+    name: 'read "a" and a count after a partial read, from a pipe larger than their first guess, from /proc',
     input: Buffer.concat([Buffer.from('head\n'), Buffer.alloc(300 * 1024, 'pipe '), Buffer.from('tail')]),
-    script: `print(io.read("l")) local s = io.read("a") print(#s, s:sub(1, 12), s:sub(-12))
+    script: `print(io.read("l")) local c = io.read(100000) print(#c, c:sub(1, 12), c:sub(-12))
+local s = io.read("a") print(#s, s:sub(1, 12), s:sub(-12))
 local p = io.open("/proc/self/smaps") p:read(1) local m = p:read("a") print(#m > 8192, m:sub(-1) == "\\n") p:close()`,
   },
   {

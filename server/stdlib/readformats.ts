@@ -62,15 +62,16 @@ function readLine(L: LuaState, stream: Stream, keepNewline: boolean): boolean {
   return complete || line.length > 0;
 }
 
-/** lua_pushstring without its copy, for bytes nothing else refers to:
- * copying a 10 MB read("a") again meant faulting in 10 MB more. */
+/** lua_pushstring without its copy, for bytes nothing else refers to (what
+ * the stream reads for "a" and counts): copying a 10 MB read("a") again
+ * meant faulting in 10 MB more. */
 function pushOwnedString(L: LuaState, bytes: Uint8Array): void {
   pushsvalue2s(L, luaS_bless(L, bytes));
 }
 
 function readChars(L: LuaState, stream: Stream, n: number): boolean {
   const bytes = stream.readChars(n);
-  lua.lua_pushstring(L, bytes);
+  pushOwnedString(L, bytes);
   return bytes.length > 0;
 }
 

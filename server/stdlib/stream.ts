@@ -18,15 +18,14 @@ export type SeekResult = { offset: number; errno: 0 } | { offset: -1; errno: num
 
 const NEWLINE = 10;
 const DEFAULT_BUFFER_SIZE = 8192; // glibc's BUFSIZ, when fstat gives no st_blksize
-const DIRECT_READ_MAX = 1 << 20; // bytes per read(2) when reading past the buffer
-const UNKNOWN_SIZE_GUESS = 64 * 1024; // readAll's first buffer on a pipe or a tty
+const FIRST_GUESS = 64 * 1024; // room for a read whose size fstat cannot tell (a pipe's)
 const MIN_ALIGNED_BLOCK = 128; // glibc writes whole blocks only of buffers this big
 
 /** One read(2) that blocks even on an O_NONBLOCK fd (a client's may be). */
-function readSome(fd: number, into: Uint8Array, length: number): number {
+function readSome(fd: number, into: Uint8Array, offset: number, length: number): number {
   for (;;) {
     try {
-      return fs.readSync(fd, into, 0, length, null);
+      return fs.readSync(fd, into, offset, length, null);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'EAGAIN') native.waitFd(fd, 0);
@@ -35,9 +34,9 @@ function readSome(fd: number, into: Uint8Array, length: number): number {
   }
 }
 
-/** A copy of `bytes` in an array twice as long. */
-function grown(bytes: Uint8Array): Uint8Array {
-  const bigger = new Uint8Array(bytes.length * 2);
+/** A copy of `bytes` in an array twice as long, or `limit` long if that is less. */
+function grown(bytes: Uint8Array, limit: number): Uint8Array {
+  const bigger = new Uint8Array(Math.min(bytes.length * 2, limit));
   bigger.set(bytes);
   return bigger;
 }
@@ -243,11 +242,11 @@ export class Stream {
     return true;
   }
 
-  /** One read(2) into `into`; 0 at end of file or on error (eof/errno set). */
-  private readInto(into: Uint8Array, length: number): number {
+  /** One read(2) into `into` at `offset`; 0 at end of file or on error (eof/errno set). */
+  private readInto(into: Uint8Array, offset: number, length: number): number {
     let n: number;
     try {
-      n = readSome(this.fd, into, length);
+      n = readSome(this.fd, into, offset, length);
     } catch (e) {
       this.fail(errnoOf(e));
       return 0;
@@ -262,7 +261,7 @@ export class Stream {
     if (!this.prepareRead()) return false;
     const input = (this.input ??= Buffer.allocUnsafe(this.size));
     this.inputStart = 0;
-    this.inputEnd = this.readInto(input, this.size);
+    this.inputEnd = this.readInto(input, 0, this.size);
     return this.inputEnd > 0;
   }
 
@@ -318,51 +317,51 @@ export class Stream {
     return { line: Buffer.concat(parts), complete: false };
   }
 
-  /** Up to n bytes (fewer only at end of file or on error). Like glibc's
-   * fread, a request larger than the buffer is read straight from the fd. */
+  /** Up to n bytes (fewer only at end of file or on error), in an array of
+   * its own that nothing else refers to, so that the caller may hand it to
+   * Lua without a copy. Like glibc's fread, what is buffered comes first; a
+   * request the buffer could not hold is read straight from the fd, into
+   * the result (sized, for a large one, by what a regular file has left),
+   * and a smaller one fills the buffer. Read in parts, then joined and
+   * copied by Lua, 10 MB took three buffers of 10 MB, each a page fault per
+   * 4 KiB, and an 8 KiB block three allocations outside V8's heap. */
   readChars(n: number): Uint8Array {
-    const parts: Buffer[] = [];
-    let wanted = n;
-    while (wanted > 0) {
-      if (this.inputStart === this.inputEnd && wanted >= this.size && this.size > 0) {
-        if (!this.prepareRead()) break;
-        const chunk = Buffer.allocUnsafe(Math.min(wanted, DIRECT_READ_MAX));
-        const got = this.readInto(chunk, chunk.length);
-        if (got === 0) break;
-        parts.push(chunk.subarray(0, got));
-        wanted -= got;
-      } else {
-        if (!this.fill()) break;
-        const taken = this.takeBuffered(wanted);
-        parts.push(taken);
-        wanted -= taken.length;
-      }
-    }
-    return Buffer.concat(parts);
-  }
-
-  /** Everything up to end of file, in an array of its own that nothing
-   * else refers to, so that the caller may hand it to Lua without a copy.
-   * Read straight into it, sized by what a regular file has left: read in
-   * parts, then joined and copied by Lua, 10 MB took three buffers of
-   * 10 MB, each a page fault per 4 KiB. */
-  readAll(): Uint8Array {
     this.setUp();
     const buffered = this.inputEnd - this.inputStart;
-    // + 1: room to see the end without growing; a buffer's worth at least
-    // (a file in /proc says it has 0 bytes)
-    let all: Uint8Array = new Uint8Array(buffered + Math.max(this.bytesLeft() + 1, this.size));
-    if (buffered > 0) all.set(this.input!.subarray(this.inputStart, this.inputEnd));
-    this.inputStart = this.inputEnd;
-    let length = buffered;
-    while (this.prepareRead()) {
-      if (length === all.length) all = grown(all);
-      const got = this.readInto(all.subarray(length), all.length - length);
-      if (got === 0) break;
-      length += got;
+    let result: Uint8Array = new Uint8Array(this.expectedLength(n, buffered));
+    let length = 0;
+    while (length < n) {
+      const direct = this.inputStart === this.inputEnd && n - length >= this.size;
+      if (direct ? !this.prepareRead() : !this.fill()) break;
+      if (length === result.length) result = grown(result, n);
+      if (direct) {
+        const got = this.readInto(result, length, result.length - length);
+        if (got === 0) break;
+        length += got;
+      } else {
+        const end = this.inputStart + Math.min(result.length - length, this.inputEnd - this.inputStart);
+        result.set(this.input!.subarray(this.inputStart, end), length);
+        length += end - this.inputStart;
+        this.inputStart = end;
+      }
     }
+    if (length === result.length) return result;
     // a guess far too big (a pipe's) would keep its memory for as long as the string lives
-    return length < all.length / 2 ? all.slice(0, length) : all.subarray(0, length);
+    return length < result.length / 2 ? result.slice(0, length) : result.subarray(0, length);
+  }
+
+  /** Everything up to end of file (see readChars). */
+  readAll(): Uint8Array {
+    return this.readChars(Infinity);
+  }
+
+  /** Room for a read of up to n bytes: n, up to a first guess's worth (no
+   * fstat for each block of a loop); beyond, what is buffered and what a
+   * regular file has left, + 1 to see the end without growing, and a
+   * buffer's worth at least (a file in /proc says it has 0 bytes). */
+  private expectedLength(n: number, buffered: number): number {
+    if (n <= FIRST_GUESS) return n;
+    return Math.min(n, buffered + Math.max(this.bytesLeft() + 1, this.size));
   }
 
   /** What a regular file has left past the fd's offset; for anything else
@@ -374,7 +373,7 @@ export class Stream {
     } catch {
       // a bad fd: the read itself will report it
     }
-    return UNKNOWN_SIZE_GUESS;
+    return FIRST_GUESS;
   }
 
   // ---- positioning ----

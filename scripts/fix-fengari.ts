@@ -61,6 +61,17 @@
  *    of it: a malloc, and a free when the collector sweeps. A whole string
  *    is now copied as it is.
  *
+ * 8. A CallInfo got its `extra` (where a pcall that can be yielded across
+ *    keeps its function's place) only when a pcall in a coroutine first
+ *    needed one, which gives the CallInfo so changed a second hidden class.
+ *    The warm-up's coroutines did, so the server's code knew both classes,
+ *    and its full collections threw away every function that had met the
+ *    second (42 of the 178 they threw away) once no such CallInfo was left;
+ *    a runner whose script then yielded across a pcall made the second class
+ *    anew and threw away code that had known only the first, luaD_precall
+ *    and the rest of the call path among it, to run on in the interpreter.
+ *    C Lua's CallInfo has the field from the start, and fengari's does now.
+ *
  * Running it again is harmless: a fixed file has nothing left to replace.
  * If fengari's source no longer has the shape these fixes expect, it fails
  * loudly rather than install a fengari that silently lacks them.
@@ -200,6 +211,16 @@ const luaV_execute = function(L) {`,
     file: 'lauxlib.js',
     before: `        b.set(s.subarray(0, l));`,
     after: `        b.set(l === s.length ? s : s.subarray(0, l));`,
+  },
+  {
+    file: 'lstate.js',
+    before: `        this.nresults = NaN;
+        this.callstatus = NaN;
+    }`,
+    after: `        this.nresults = NaN;
+        this.callstatus = NaN;
+        this.extra = NaN; /* warmlua: one hidden class for every CallInfo */
+    }`,
   },
   {
     file: 'lvm.js',

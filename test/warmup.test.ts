@@ -9,8 +9,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
+import v8 from 'node:v8';
 import { execa } from 'execa';
-import { lauxlib, lualib, to_luastring } from 'fengari';
+import { lauxlib, lua, lualib, to_luastring } from 'fengari';
 import { root, runShim, startServer, tempDir, waitFor, writeScript } from './harness.js';
 
 const warmup = path.join(root, 'server/lua/warmup.lua');
@@ -72,6 +73,23 @@ test("fengari pops its Lua stack without `delete`, which turns a warm state's st
     .filter((name) => name.endsWith('.js'))
     .flatMap((name) => fs.readFileSync(path.join(sources, name), 'utf8').match(/delete \w+\.stack\[/g) ?? []);
   assert.deepEqual(pops, []);
+});
+
+test('every CallInfo has one hidden class, even one whose pcall a coroutine yielded across (scripts/fix-fengari.ts)', () => {
+  // A second class made runners throw away the code optimised for the first
+  // (luaD_precall's among it) as soon as a script yielded across a pcall.
+  v8.setFlagsFromString('--allow-natives-syntax');
+  const haveSameMap = new Function('a', 'b', 'return %HaveSameMap(a, b)') as (a: object, b: object) => boolean;
+  const L = lauxlib.luaL_newstate();
+  lualib.luaL_openlibs(L);
+  const script = 'co = coroutine.create(function() pcall(coroutine.yield) end) assert(coroutine.resume(co))';
+  assert.equal(lauxlib.luaL_dostring(L, to_luastring(script)), 0);
+  lua.lua_getglobal(L, to_luastring('co'));
+  const thread = lua.lua_tothread(L, -1);
+  const callInfos = [];
+  for (let ci = thread.base_ci; ci !== null; ci = ci.next) callInfos.push(ci);
+  assert.ok(callInfos.length >= 3, 'the coroutine is suspended in pcall');
+  for (const ci of callInfos) assert.ok(haveSameMap(ci, L.base_ci));
 });
 
 test('fengari keeps a returned call\'s CallInfo and stack values for the next call (scripts/fix-fengari.ts)', () => {

@@ -10,7 +10,7 @@
 -- So each section below touches one area with every kind of operand, and
 -- together they hold every Lua 5.3 instruction but LOADKX and EXTRAARG
 -- (test/warmup.test.ts checks).
--- It writes only to /dev/null.
+-- It writes only to /dev/null, and reads only its own source.
 local sink = assert(io.open("/dev/null", "w"))
 local out = {}
 local function emit(...)
@@ -86,6 +86,11 @@ local function tables()
   table.sort(list, function(a, b) return a > b end)
   local names = { "pear", "apple", "fig", "kiwi" }
   table.sort(names)
+  -- Past 100 elements, the sort looks at how to choose its pivots.
+  local many, words = {}, {}
+  for n = 1, 101 do many[n] = n * 7919 % 1000; words[n] = tostring(many[n]) end
+  table.sort(many)
+  table.sort(words)
   emit(table.concat(list, ","), table.concat(names, " ", 2, 3), select("#", table.unpack(list)))
   local packed = table.pack(1, nil, 3)
   emit(packed.n, next({}), next(map) ~= nil, table.move({ 1, 2, 3 }, 1, 3, 2)[3])
@@ -101,6 +106,7 @@ local function strings()
   local text = "The quick brown Fox, 42 jumps; over 3.5 lazy dogs! key=value [x] (y)"
   for word in text:gmatch("%a+") do out[#out + 1] = word:lower() end
   for k, v in text:gmatch("(%w+)=(%w+)") do emit(k, v) end
+  for line in ("one\ntwo\n\nthree"):gmatch("[^\n]+") do out[#out + 1] = line end
   emit(text:find("quick"), text:find("o", 1, true), text:find("%d+"), text:find("^The"), text:find("s!$"))
   emit(text:match("(%d+)%.(%d+)"), text:match("%[(.-)%]"), text:match("%b()"), text:match("()jumps()"))
   emit(text:match("%f[%a]%a+"), text:match("[%u][%l]*"), text:match("[^%s]+$"), text:match("%s*(%S+)"))
@@ -214,6 +220,42 @@ local function coroutines()
   end)
   emit(coroutine.resume(co, 1, 2), coroutine.status(co), coroutine.resume(co, "z"), coroutine.status(co))
   emit(coroutine.isyieldable(), coroutine.running(), coroutine.resume(coroutine.create(function() end)))
+  -- A pcall yielded across, and errors caught inside a coroutine.
+  local guarded = coroutine.wrap(function()
+    for i = 1, 4 do
+      emit(pcall(function()
+        if i == 2 then error("two") end
+        return coroutine.yield(i)
+      end))
+    end
+    return "end"
+  end)
+  for i = 1, 4 do emit(guarded(i)) end
+end
+
+-- Files: this script's own source read back in each way, and numbers
+-- written, as scripts read their input and write their results.
+local function files()
+  local lines, bytes, text = 0, 0, ("lorem ipsum "):rep(6)
+  for line in io.lines(arg[0]) do lines = lines + 1; bytes = bytes + #line end
+  -- Numbers to read back: 12 3.5e1 0x1F -7 .5 z
+  local f = assert(io.open(arg[0]))
+  emit(f:read("l"), f:read("L"), f:read(5), f:read("n"), f:seek("cur") > 0, io.type(f))
+  local at = f:seek("cur")
+  local source = f:read("a")
+  f:seek("set", at + source:find("read back: ", 1, true) + 10)
+  emit(f:read("n", "n", "n", "n", "n", "n"))
+  f:seek("end")
+  emit(f:read("a"), f:read("l"), f:read(1))
+  f:close()
+  -- Small writes past the end of the buffer, as a loop of f:write makes.
+  for n = 1, 50 do sink:write(n, " ", n / 4, " ", text, "\n") end
+  sink:write(lines, " ", bytes / 2, "\n")
+  -- And unbuffered, as io.stderr is.
+  local raw = assert(io.open("/dev/null", "w"))
+  raw:setvbuf("no")
+  raw:write(lines, " ", bytes / 2, "\n")
+  raw:close()
 end
 
 -- Chunks: load from strings and functions, with environments and errors.
@@ -224,7 +266,8 @@ local function chunks()
   local env = { x = 5 }
   local h = load("x = x * 2 return x", "env chunk", "t", env)
   emit(f(6, 7), g(), h(), env.x, load("syntax error here"), load("return ...", "=v")(1, 2))
-  emit(string.dump ~= nil, type(require), package.loaded.string == string, type(os.getenv("HOME")))
+  emit(load(string.dump(f))(2, 3), load(string.dump(g, true), "=binary", "b")())
+  emit(type(require), package.loaded.string == string, type(os.getenv("HOME")))
   emit(os.time({ year = 2020, month = 1, day = 2, hour = 3 }), os.date("!%Y-%m-%d %H:%M:%S", 86400))
   emit(os.date("!*t", 0).year, type(os.clock()), os.difftime(10, 4), collectgarbage("count") > 0)
 end
@@ -238,6 +281,7 @@ metatables()
 functions()
 errors()
 coroutines()
+files()
 chunks()
 sink:write(table.concat(out, "\t"), "\n")
 sink:close()

@@ -66,6 +66,12 @@ test('nor does a --warmup script that prints', async () => {
   assert.equal((await outputThroughRewarm(['--warmup', script])).stdout, '');
 });
 
+test('a --warmup script can run the built-in one first, as the README suggests', async () => {
+  // The built-in script reads its own source back: from its own path, not arg[0].
+  const script = writeScript(tempDir(), 'site.lua', `dofile(${JSON.stringify(warmup)})\nlocal t = {}\nfor i = 1, 10 do t[i] = ("%d"):format(i) end\n`);
+  assert.equal((await outputThroughRewarm(['--warmup', script])).stdout, '');
+});
+
 test("fengari pops its Lua stack without `delete`, which turns a warm state's stack into a dictionary (scripts/fix-fengari.ts)", () => {
   const sources = path.dirname(createRequire(import.meta.url).resolve('fengari'));
   const pops = fs

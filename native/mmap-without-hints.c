@@ -15,8 +15,8 @@
  * them into one huge page (hugepages.c). Placed by chance, the range began
  * mid-stretch about half the time, beside mappings the forker must leave
  * alone (a shared one, V8's read-only pages): the forker kept its code
- * pages as four mappings each, 28 more for every fork to copy and every
- * exit to tear down, and a run took 2 to 5 % more CPU.
+ * pages as four mappings each, 20 to 30 more for every fork to copy and
+ * every exit to tear down, and a hello took 4 to 10 % more CPU.
  *
  * A hint never changes what a mapping is, only where it goes, so dropping
  * one is always allowed. MAP_FIXED requests are left alone. */

@@ -378,8 +378,15 @@ static napi_value js_exit(napi_env env, napi_callback_info info)
  * VM looks at before each instruction and, finding it raised, sets lua.c's
  * hook (luacall.ts); the handler restores the default action, so that a
  * second SIGINT ends a script stuck outside Lua code. The flag is raised
- * only between catchInterrupt and releaseInterrupt. */
+ * only between catchInterrupt and releaseInterrupt.
+ * The server runs chunks through lua.c's main too (its warm-up, again on
+ * each re-warm), where node already handles SIGINT with a graceful stop.
+ * There it is left alone: lua.c's handler took the signal for the warm-up
+ * script's, and the default action put back after the chunk killed the
+ * server at the next SIGINT, without a drain. A runner starts with every
+ * action at its default (reset_all_signals), so scripts get lua.c's. */
 static volatile sig_atomic_t interrupted;
+static int catching; /* whether catchInterrupt installed on_interrupt */
 
 static void on_interrupt(int sig)
 {
@@ -418,12 +425,17 @@ static napi_value set_interrupt_action(napi_env env, void (*handler)(int))
     return NULL;
 }
 
-/* lua.c's signal(SIGINT, laction) before a chunk, with the flag lowered. */
+/* lua.c's signal(SIGINT, laction) before a chunk, with the flag lowered,
+ * unless the process has a handler of its own (the server's node). */
 static napi_value js_catch_interrupt(napi_env env, napi_callback_info info)
 {
+    struct sigaction current;
     (void)info;
     interrupted = 0;
-    return set_interrupt_action(env, on_interrupt);
+    if (sigaction(SIGINT, NULL, &current) < 0)
+        return throw_errno(env, "sigaction(SIGINT)");
+    catching = current.sa_handler == SIG_DFL || current.sa_handler == SIG_IGN;
+    return catching ? set_interrupt_action(env, on_interrupt) : NULL;
 }
 
 /* The default action again after the chunk, as lua.c leaves it; a SIGINT
@@ -431,8 +443,9 @@ static napi_value js_catch_interrupt(napi_env env, napi_callback_info info)
  * takes it for its own. */
 static napi_value js_release_interrupt(napi_env env, napi_callback_info info)
 {
-    napi_value result = set_interrupt_action(env, SIG_DFL);
+    napi_value result = catching ? set_interrupt_action(env, SIG_DFL) : NULL;
     (void)info;
+    catching = 0;
     interrupted = 0;
     return result;
 }

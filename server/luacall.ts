@@ -145,7 +145,7 @@ export function docall(L: LuaState, narg: number, nres: number): number {
   globalL = L;
   native.catchInterrupt(); // signal(SIGINT, laction)
   const status = lua.lua_pcall(L, narg, nres, base);
-  native.releaseInterrupt(); // a SIGINT outside Lua code ends the process, as in lua5.3
+  native.releaseInterrupt(); // a SIGINT outside Lua code ends a runner, as it ends lua5.3
   lua.lua_remove(L, base);
   return status;
 }

@@ -1,5 +1,5 @@
 // Fault and load tests (issue 6): 200 concurrent clients, the server killed
-// with SIGKILL mid-run, a SIGTERM drain, and 10,000 fuzzed frames. Each is
+// with SIGKILL mid-run, a SIGTERM or SIGINT drain, and 10,000 fuzzed frames. Each is
 // bounded in time and kills whatever it started, also when it fails.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -185,7 +185,7 @@ describe('the forker killed', { timeout: 30_000 }, () => {
   });
 });
 
-describe('SIGTERM drains', { timeout: 60_000 }, () => {
+describe('SIGTERM and SIGINT drain', { timeout: 60_000 }, () => {
   test('a running script finishes (exit 0), new clients are turned away, the server exits 0', async () => {
     const server = await serve(['--warmup', 'none']);
     const pidFile = path.join(dir, 'drain.pid');
@@ -219,6 +219,20 @@ describe('SIGTERM drains', { timeout: 60_000 }, () => {
     await server.process;
     assert.equal(server.process.exitCode, 0, server.log());
     assert.match(server.log(), /run pid=\d+ script=\S+pid-busy-2\.lua exit 0 .*\n(.*\n)*warmluad: stopped\n$/);
+  });
+
+  test('SIGINT stops it the same way, also once a re-warm has run the warm-up script again', async () => {
+    // The warm-up runs chunks through lua.c's main, whose SIGINT handling
+    // once took the signal over: after a re-warm, SIGINT killed the server
+    // outright, its socket left behind.
+    const server = await serve();
+    server.process.kill('SIGHUP');
+    await waitFor('the re-warm', () => server.log().includes('SIGHUP: re-warmed'), 20_000);
+    server.process.kill('SIGINT');
+    await server.process;
+    assert.equal(server.process.exitCode, 0, server.log());
+    assert.match(server.log(), /SIGINT: no longer accepting; 0 run\(s\) to finish\n(.*\n)*warmluad: stopped\n$/);
+    assert.equal(fs.existsSync(server.socket), false);
   });
 });
 

@@ -20,6 +20,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -388,10 +389,13 @@ static napi_value js_exit(napi_env env, napi_callback_info info)
 static volatile sig_atomic_t interrupted;
 static int catching; /* whether catchInterrupt installed on_interrupt */
 
+/* What raised the flag: bits, as server/native.ts names them. */
+enum { INTERRUPTED_BY_SIGINT = 1, INTERRUPTED_BY_DEADLINE = 2 };
+
 static void on_interrupt(int sig)
 {
     signal(sig, SIG_DFL);
-    interrupted = 1;
+    interrupted |= INTERRUPTED_BY_SIGINT;
 }
 
 /* interruptFlag(): an Int32Array viewing the flag, the same one each time
@@ -431,7 +435,7 @@ static napi_value js_catch_interrupt(napi_env env, napi_callback_info info)
 {
     struct sigaction current;
     (void)info;
-    interrupted = 0;
+    interrupted &= ~INTERRUPTED_BY_SIGINT;
     if (sigaction(SIGINT, NULL, &current) < 0)
         return throw_errno(env, "sigaction(SIGINT)");
     catching = current.sa_handler == SIG_DFL || current.sa_handler == SIG_IGN;
@@ -446,8 +450,47 @@ static napi_value js_release_interrupt(napi_env env, napi_callback_info info)
     napi_value result = catching ? set_interrupt_action(env, SIG_DFL) : NULL;
     (void)info;
     catching = 0;
-    interrupted = 0;
+    interrupted &= ~INTERRUPTED_BY_SIGINT;
     return result;
+}
+
+/* The deadline of the server's own Lua code (server/deadline.ts): once it
+ * passes, SIGALRM raises the flag, and again every 10 ms until it is lifted,
+ * since the code may catch the first error. The handler stays installed: a
+ * SIGALRM already on its way when the deadline is lifted must not kill the
+ * server. Runners reset it, and fork does not pass the timer on. */
+static void on_alarm(int sig)
+{
+    (void)sig;
+    interrupted |= INTERRUPTED_BY_DEADLINE;
+}
+
+/* setDeadline(ms): arms the deadline `ms` milliseconds from now; 0 lifts it. */
+static napi_value js_set_deadline(napi_env env, napi_callback_info info)
+{
+    size_t argc = 1;
+    napi_value argv[1];
+    int ms = 0;
+    struct sigaction action;
+    struct itimerval timer;
+    napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+    if (!arg_int(env, argv[0], &ms))
+        return NULL;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_alarm;
+    action.sa_flags = SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    if (ms > 0 && sigaction(SIGALRM, &action, NULL) < 0)
+        return throw_errno(env, "sigaction(SIGALRM)");
+    memset(&timer, 0, sizeof timer);
+    if (ms > 0) {
+        timer.it_value.tv_sec = ms / 1000;
+        timer.it_value.tv_usec = (ms % 1000) * 1000;
+        timer.it_interval.tv_usec = 10000;
+    }
+    if (setitimer(ITIMER_REAL, &timer, NULL) < 0)
+        return throw_errno(env, "setitimer");
+    return NULL;
 }
 
 /* becomeUser(uid, gid, groups): the runner takes on the client's identity
@@ -495,5 +538,6 @@ void register_runner(napi_env env, napi_value exports)
     export_function(env, exports, "interruptFlag", js_interrupt_flag);
     export_function(env, exports, "catchInterrupt", js_catch_interrupt);
     export_function(env, exports, "releaseInterrupt", js_release_interrupt);
+    export_function(env, exports, "setDeadline", js_set_deadline);
     export_function(env, exports, "becomeUser", js_become_user);
 }

@@ -1,11 +1,13 @@
 // What lua.c's main and its REPL share: the progname used in messages,
 // output to stdout and stderr, running a chunk under lua.c's message
-// handler with SIGINT turned into the error "interrupted!", and reporting
-// errors. A forked runner must never touch the event loop: every write
-// here is synchronous (the stdlib's streams use raw-fd calls).
+// handler with SIGINT turned into the error "interrupted!" (and, in the
+// server, a passed deadline into another), and reporting errors. A forked
+// runner must never touch the event loop: every write here is synchronous
+// (the stdlib's streams use raw-fd calls).
 import { lua, lauxlib, to_luastring, type LuaState } from 'fengari';
 import { luaV_interruption } from 'fengari/src/lvm.js';
-import { native } from './native.js';
+import { deadlinePassed } from './deadline.js';
+import { INTERRUPTED_BY, native } from './native.js';
 import { standardStreams } from './stdlib/liolib.js';
 export { loadFile } from './stdlib/index.js';
 
@@ -95,12 +97,20 @@ function lstop(L: LuaState): void {
 /** laction, past the signal handler's part (the default action is back):
  * hook the main thread at its next instruction, call or return. */
 function laction(): void {
-  luaV_interruption.flag[0] = 0;
   lua.lua_sethook(globalL, lstop, lua.LUA_MASKCALL | lua.LUA_MASKRET | lua.LUA_MASKCOUNT, 1);
 }
 
+/** Called by the VM, in thread L, when a signal handler raised the flag:
+ * SIGINT, or the deadline of the server's own Lua code (server/deadline.ts). */
+function interruption(L: LuaState): void {
+  const raised = luaV_interruption.flag[0];
+  luaV_interruption.flag[0] = 0;
+  if (raised & INTERRUPTED_BY.deadline) deadlinePassed(L);
+  if (raised & INTERRUPTED_BY.sigint) laction();
+}
+
 luaV_interruption.flag = native.interruptFlag();
-luaV_interruption.handler = laction;
+luaV_interruption.handler = interruption;
 
 // ---------------------------------------------------------------------------
 // Calling chunks

@@ -69,18 +69,21 @@ export interface Native {
   resetSignals(): void;
   /** _exit(status): no Node teardown, no flushing. */
   exit(status: number): never;
-  /** A view of the flag that the SIGINT handler of catchInterrupt raises
-   * (the same array each time). */
+  /** A view of the flag fengari's VM polls before each instruction (the
+   * same array each time): bits of INTERRUPTED_BY, set by signal handlers. */
   interruptFlag(): Int32Array;
-  /** Installs lua.c's SIGINT handler, with the flag lowered: the first
-   * SIGINT sets it to 1 and restores the default action, so a second one
-   * kills. */
+  /** Installs lua.c's SIGINT handler, with the SIGINT bit lowered, unless
+   * the process handles SIGINT itself (the server): the first SIGINT raises
+   * the bit and restores the default action, so a second one kills. */
   catchInterrupt(): void;
   /** setgroups, setgid, setuid, each checked: the runner becomes the client (--as-peer). */
   becomeUser(uid: number, gid: number, groups: number[]): void;
-  /** SIGINT back to its default action, as lua.c leaves it between chunks,
-   * and the flag lowered. */
+  /** SIGINT back to its default action, as lua.c leaves it between chunks
+   * (if catchInterrupt installed its handler), and the SIGINT bit lowered. */
   releaseInterrupt(): void;
+  /** Raises the DEADLINE bit `ms` milliseconds from now, and every 10 ms
+   * after, until called with 0 (SIGALRM, setitimer). */
+  setDeadline(ms: number): void;
 
   // forker.c
   /** The forker's loop: for each byte read on `control`, fork a spare (the
@@ -109,6 +112,9 @@ export interface Native {
    * size, mtime and ctime in ns (32 bytes); all zero if stat fails. */
   fingerprintFiles(paths: Buffer): Buffer;
 }
+
+/** The bits of interruptFlag, as native/runner.c raises them. */
+export const INTERRUPTED_BY = { sigint: 1, deadline: 2 } as const;
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const projectRoot = path.resolve(here, here.includes(`${path.sep}dist${path.sep}`) ? '../..' : '..');

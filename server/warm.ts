@@ -3,6 +3,7 @@
 // runner inherits it through fork; bin/warmlua-cold builds it per run.
 import fs from 'node:fs';
 import { lua, lauxlib, lualib, to_luastring, type LuaState } from 'fengari';
+import { withDeadline } from './deadline.js';
 import { openStdlib } from './stdlib/index.js';
 
 export interface WarmOptions {
@@ -55,11 +56,12 @@ function setPackageField(L: LuaState, field: string, value: string): void {
   lua.lua_pop(L, 1);
 }
 
-/** Runs `require(name)`; throws an Error carrying Lua's message on failure. */
+/** Runs `require(name)` within the warm timeout; throws an Error carrying
+ * Lua's message on failure. */
 function requireModule(L: LuaState, name: string): void {
   lua.lua_getglobal(L, to_luastring('require'));
   lua.lua_pushstring(L, to_luastring(name));
-  if (lua.lua_pcall(L, 1, 0, 0) !== lua.LUA_OK) {
+  if (withDeadline(() => lua.lua_pcall(L, 1, 0, 0)) !== lua.LUA_OK) {
     const message = lua.lua_tojsstring(L, -1);
     lua.lua_pop(L, 1);
     throw new PreloadError(name, message);

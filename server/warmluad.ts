@@ -13,6 +13,7 @@ import { defaultSocketPath } from './protocol.js';
 import { Server, type LogEntry, type ServerOptions, type WarmState } from './server.js';
 import { Snapshot, watchSnapshot } from './freshness.js';
 import { statusMain } from './status.js';
+import { setWarmTimeout } from './deadline.js';
 import { PreloadError, createLuaState } from './warm.js';
 import { BUILTIN_WARMUP, warmAfterRebuild, warmAround } from './warmup.js';
 
@@ -23,10 +24,12 @@ const USAGE = `usage: warmluad [options]
   --lua-path PATH       package.path while preloading (";;" adds the default)
   --warmup FILE         Lua chunk run before serving so V8 compiles fengari once
                         (default: the built-in server/lua/warmup.lua; "none" to skip)
+  --warm-timeout SECS   stop, with an error, a preloaded module's loading or a run
+                        of the warm-up that takes longer (default 30; 0: no limit)
   --config FILE         JSON file with any of: socket, preload, luaPath, warmup,
-                        drainTimeout, spares, allowUid, allowGid, requestTimeout,
-                        notifyFd, logFormat, maxRunners, queueSize, queueTimeout,
-                        maxRuntime, asPeer; SIGHUP or an edit re-reads it
+                        warmTimeout, drainTimeout, spares, allowUid, allowGid,
+                        requestTimeout, notifyFd, logFormat, maxRunners, queueSize,
+                        queueTimeout, maxRuntime, asPeer; SIGHUP or an edit re-reads it
                         (options given here win)
   --drain-timeout SECS  on SIGTERM, how long running scripts may finish (default 10)
   --spares N            runners forked ahead of demand (default 4)
@@ -57,6 +60,7 @@ interface Config extends ServerOptions {
   preload: string[];
   luaPath?: string;
   warmup: string;
+  warmTimeoutMs: number;
   drainTimeoutMs: number;
   notifyFd?: number;
   logFormat: LogFormat;
@@ -69,6 +73,7 @@ const configKeys = [
   'preload',
   'luaPath',
   'warmup',
+  'warmTimeout',
   'drainTimeout',
   'spares',
   'allowUid',
@@ -193,6 +198,7 @@ export function parseConfig(args: string[], snapshot?: Snapshot): Config {
         preload: { type: 'string' },
         'lua-path': { type: 'string' },
         warmup: { type: 'string' },
+        'warm-timeout': { type: 'string' },
         config: { type: 'string' },
         'drain-timeout': { type: 'string' },
         spares: { type: 'string' },
@@ -223,6 +229,7 @@ export function parseConfig(args: string[], snapshot?: Snapshot): Config {
     preload: asModuleList(cli.preload ?? file.preload ?? []),
     luaPath: optionalString(cli['lua-path'] ?? file.luaPath, 'luaPath'),
     warmup: optionalString(cli.warmup ?? file.warmup, 'warmup') ?? BUILTIN_WARMUP,
+    warmTimeoutMs: asSeconds(cli['warm-timeout'] ?? file.warmTimeout ?? 30, 'warm timeout'),
     drainTimeoutMs: asSeconds(cli['drain-timeout'] ?? file.drainTimeout ?? 10, 'drain timeout'),
     spares: asInteger(cli.spares ?? file.spares ?? 4, 'spares', 0, 64),
     allowUid: asIdList(cli['allow-uid'] ?? file.allowUid ?? [], 'allow uid'),
@@ -366,6 +373,7 @@ function rewarm(server: Server, args: string[], why: string): void {
     log({ event: 'rewarm-failed', message: `${why}: ${(error as Error).message}; keeping the old configuration` });
   }
   snapshot = next; // even after a failure: the next change gets the next try
+  setWarmTimeout(inForce.warmTimeoutMs);
   let warm: WarmState;
   const leftOut: string[] = [];
   try {
@@ -416,6 +424,7 @@ function main(): void {
   }
   logFormat = config.logFormat;
   inForce = config;
+  setWarmTimeout(config.warmTimeoutMs);
   const began = process.hrtime.bigint();
   let warm: WarmState;
   try {

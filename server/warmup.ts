@@ -31,6 +31,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import v8 from 'node:v8';
 import type { LuaState } from 'fengari';
+import { withDeadline } from './deadline.js';
 import { luaMain } from './interpreter.js';
 import { native, projectRoot, sendAll } from './native.js';
 import { FrameReader, decodeRun, encodeExited, encodeRun, encodeStarted } from './protocol.js';
@@ -153,9 +154,10 @@ function warmUpRunPath(requests: number): void {
   }
 }
 
+/** Each run within the warm timeout (server/deadline.ts). */
 function runScript(S: LuaState, argv: Buffer[], runs: number): void {
   for (let i = 0; i < runs; i++) {
-    if (luaMain(S, argv) !== 0) throw new Error(`warm-up script ${argv[1]} failed (see above)`);
+    if (withDeadline(() => luaMain(S, argv)) !== 0) throw new Error(`warm-up script ${argv[1]} failed (see above)`);
   }
 }
 

@@ -195,6 +195,7 @@ describe('limit options: usage errors exit 100', { timeout: TEST_TIMEOUT }, () =
     [['--queue-size=-1'], /queue size: expected 0 to 65536/],
     [['--queue-timeout', '0'], /queue timeout: expected more than 0 seconds/],
     [['--max-runtime', 'soon'], /max runtime: expected seconds, got soon/],
+    [['--warm-timeout=-1'], /warm timeout: expected seconds, got -1/],
   ];
   for (const [args, message] of cases) {
     test(args.join(' '), async () => {
@@ -203,4 +204,60 @@ describe('limit options: usage errors exit 100', { timeout: TEST_TIMEOUT }, () =
       assert.match(outcome.stderr, message);
     });
   }
+});
+
+describe('--warm-timeout', { timeout: TEST_TIMEOUT }, () => {
+  // Lua code that never ends while the server warms: looping, looping
+  // around a pcall that catches the deadline's error, and in a coroutine.
+  const spins = {
+    spin: 'local n = 0\nwhile true do n = n + 1 end\n',
+    spincaught: 'while true do pcall(function() while true do end end) end\n',
+    spincoroutine: 'local co = coroutine.create(function() while true do end end)\nwhile true do coroutine.resume(co) end\n',
+  };
+  const modDir = tempDir('warmlua-spin-');
+  for (const [name, source] of Object.entries(spins)) writeScript(modDir, `${name}.lua`, source);
+  const socket = path.join(modDir, 'warmlua.sock');
+
+  for (const name of Object.keys(spins)) {
+    test(`a preloaded module that never ends (${name}): the start fails, exit 100, saying where it was`, async () => {
+      const outcome = await run(bin('warmluad'), [
+        '--socket', socket, '--warmup', 'none', '--warm-timeout', '0.5',
+        '--lua-path', path.join(modDir, '?.lua'), '--preload', name,
+      ], { timeoutMs: 20_000 });
+      assert.equal(outcome.status, 100, outcome.stderr);
+      const where = `${path.join(modDir, name)}.lua:\\d+`;
+      assert.match(outcome.stderr, new RegExp(`^warmluad: cannot preload module '${name}': ${where}: still running after 0.5 s \\(warm timeout\\)\\n$`));
+    });
+  }
+
+  test('a warm-up script that never ends: the start fails, exit 100', async () => {
+    const outcome = await run(bin('warmluad'), ['--socket', socket, '--warmup', path.join(modDir, 'spin.lua'), '--warm-timeout', '0.5'], {
+      timeoutMs: 20_000,
+    });
+    assert.equal(outcome.status, 100, outcome.stderr);
+    assert.match(outcome.stderr, /^warmluad: \S+spin\.lua:2: still running after 0.5 s \(warm timeout\)\n/);
+    assert.match(outcome.stderr, /warmluad: warm-up script \S+spin\.lua failed \(see above\)\n$/);
+  });
+
+  test('on a re-warm, a module that now never ends is left out and the warm-up given up, and the server goes on serving', async () => {
+    const hangs = path.join(modDir, 'hangs-now');
+    const warmup = writeScript(modDir, 'warmup.lua', `if io.open(${JSON.stringify(hangs)}) then while true do end end\n`);
+    const mod = writeScript(modDir, 'mod.lua', 'return "v1"\n');
+    const server = await serve([
+      '--warmup', warmup, '--warm-timeout', '1', '--lua-path', path.join(modDir, '?.lua'), '--preload', 'mod',
+    ]);
+    const show = ['-e', 'print(package.loaded.mod)'];
+    assert.equal((await runShim(server.socket, show)).stdout, 'v1\n');
+
+    fs.writeFileSync(hangs, '');
+    fs.writeFileSync(mod, spins.spin);
+    server.process.kill('SIGHUP');
+    // The edit may start a re-warm of its own before the SIGHUP's: either shows both.
+    const leftOut = /re-warmed .*left out: cannot preload module 'mod': \S+mod\.lua:2: still running after 1 s \(warm timeout\)/;
+    const givenUp = /warm-up failed, serving anyway: warm-up script \S+warmup\.lua failed/;
+    await waitFor('a re-warm without the module', () => leftOut.test(server.log()), 20_000);
+    await waitFor('a warm-up given up', () => givenUp.test(server.log()), 20_000);
+    assert.deepEqual(await runShim(server.socket, [hello]), { stdout: 'hello\n', stderr: '', status: 0 });
+    assert.equal((await runShim(server.socket, show)).stdout, 'nil\n');
+  });
 });

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import { lua, lauxlib, lualib, to_luastring, type LuaState } from 'fengari';
 import { withDeadline } from './deadline.js';
 import { openStdlib } from './stdlib/index.js';
+import { listeningToOpens } from './stdlib/opens.js';
 
 export interface WarmOptions {
   /** Modules to require once, in order. */
@@ -12,7 +13,8 @@ export interface WarmOptions {
   /** package.path while warming, and the default a runner's LUA_PATH ";;" expands to. */
   luaPath?: string;
   /** Called with each file Lua's searcher will look at while preloading, in
-   * order, before it is read; returns whether the file exists. */
+   * order, and each file a module opens to read, before it is read; returns
+   * whether the file exists. */
   watch?: (file: string) => boolean;
 }
 
@@ -93,12 +95,33 @@ export function createLuaState(options: WarmOptions): LuaState {
       info.modules.push({ name, file: realPath(file) ?? file });
       info.relative ||= !file.startsWith('/');
     },
-    () => {
+    () => watchingOpens(watch, () => {
       for (const name of options.preload) requireModule(L, name);
-    },
+    }),
   );
   warmed.set(L, info);
   return L;
+}
+
+/** Runs `body` with each file it reads through the standard library (a
+ * module's dofile, loadfile or io.open at load time) given to `watch` before
+ * it is opened. A file it also writes is given again at the end, as the
+ * module left it: a module that rewrites at load time what it read (a
+ * cache, say) would otherwise look changed at once, and be re-warmed for
+ * every run. Files it only writes are not watched. */
+function watchingOpens(watch: (file: string) => boolean, body: () => void): void {
+  const read = new Set<string>();
+  const written = new Set<string>();
+  listeningToOpens(
+    (file, forWriting) => {
+      const name = file.toString();
+      if (forWriting) return void written.add(name);
+      read.add(name);
+      watch(name);
+    },
+    body,
+  );
+  for (const name of read) if (written.has(name)) watch(name);
 }
 
 /** The file names package.searchpath tries for `name`, in order. */

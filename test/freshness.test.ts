@@ -88,6 +88,59 @@ describe('fresh preloaded code', { timeout: TEST_TIMEOUT }, () => {
     assert.equal((await loaded(server.socket)).stdout, 'mod-v1\n');
   });
 
+  test('a file a module reads at load time (dofile, loadfile, io.open, io.lines) is watched like the module', async () => {
+    const lib = tempDir();
+    const data = (name: string, value: string) => writeScript(lib, name, `return "${value}"\n`);
+    for (const name of ['done.lua', 'loaded.lua', 'opened.lua', 'lines.lua']) data(name, `${name}-v0`);
+    const at = (name: string) => JSON.stringify(path.join(lib, name));
+    writeScript(
+      lib,
+      'mod.lua',
+      `local f = io.open(${at('opened.lua')}) local opened = f:read("a") f:close()\n` +
+        `local lines = {} for line in io.lines(${at('lines.lua')}) do lines[#lines + 1] = line end\n` +
+        `return table.concat({ dofile(${at('done.lua')}), loadfile(${at('loaded.lua')})(), opened, lines[1] }, " ")\n`,
+    );
+    const server = await serve(['--lua-path', `${lib}/?.lua;;`, '--preload', 'mod']);
+    // opened.lua is read whole, lines.lua's first line only: both are the source.
+    const expected = (done: number, fromLoadfile: number, opened: number, lines: number) =>
+      `done.lua-v${done} loaded.lua-v${fromLoadfile} return "opened.lua-v${opened}"\n return "lines.lua-v${lines}"\n`;
+    assert.equal((await loaded(server.socket)).stdout, expected(0, 0, 0, 0));
+    // Each edit shows in the very next run, without a wait.
+    data('done.lua', 'done.lua-v1');
+    assert.equal((await loaded(server.socket)).stdout, expected(1, 0, 0, 0));
+    data('loaded.lua', 'loaded.lua-v1');
+    assert.equal((await loaded(server.socket)).stdout, expected(1, 1, 0, 0));
+    data('opened.lua', 'opened.lua-v1');
+    assert.equal((await loaded(server.socket)).stdout, expected(1, 1, 1, 0));
+    data('lines.lua', 'lines.lua-v1');
+    assert.equal((await loaded(server.socket)).stdout, expected(1, 1, 1, 1));
+  });
+
+  test('a module that rewrites at load time a file it read is not re-warmed for it at every run', async () => {
+    const lib = tempDir();
+    const count = path.join(lib, 'count');
+    fs.writeFileSync(count, '0');
+    const log = path.join(lib, 'log');
+    writeScript(
+      lib,
+      'mod.lua',
+      `local f = io.open(${JSON.stringify(count)}) local n = f:read("n") + 1 f:close()\n` +
+        `f = io.open(${JSON.stringify(count)}, "w") f:write(n) f:close()\n` +
+        `f = io.open(${JSON.stringify(log)}, "a") f:write("loaded\\n") f:close()\n` +
+        'return n\n',
+    );
+    const server = await serve(['--lua-path', `${lib}/?.lua;;`, '--preload', 'mod']);
+    const first = (await loaded(server.socket)).stdout;
+    for (let i = 0; i < 3; i++) assert.equal((await loaded(server.socket)).stdout, first);
+    // Only written, the log is not watched: its growth re-warms nothing either.
+    fs.appendFileSync(log, 'by hand\n');
+    assert.equal((await loaded(server.socket)).stdout, first);
+    assert.doesNotMatch(server.log(), /re-warmed/);
+    // An edit from outside is one.
+    fs.writeFileSync(count, '41');
+    assert.equal((await loaded(server.socket)).stdout, '42\n');
+  });
+
   test('an edited config file changes what the next run finds preloaded', async () => {
     const lib = modules();
     writeScript(lib, 'extra.lua', 'return "extra"\n');

@@ -8,6 +8,7 @@ import { pushReadResults } from './readformats.js';
 import { flushAllStreams, SEEK_CUR, SEEK_END, SEEK_SET, Stream, type BufferMode } from './stream.js';
 import { formatNumber } from './numfmt.js';
 import { cPath } from './cstrings.js';
+import { noteOpen } from './opens.js';
 
 const FILEHANDLE = to_luastring('FILE*');
 const IO_INPUT = to_luastring('_IO_input');
@@ -93,14 +94,17 @@ function isValidMode(mode: string): boolean {
 
 /** fopen: the stream, or the errno of the failure. */
 function openStream(name: Uint8Array, mode: string): Stream | number {
+  const file = cPath(name);
+  const update = mode[1] === '+';
+  const forWriting = update || mode[0] !== 'r';
   let fd: number;
+  noteOpen(file, forWriting);
   try {
-    fd = fs.openSync(cPath(name), openFlags(mode), 0o666);
+    fd = fs.openSync(file, openFlags(mode), 0o666);
   } catch (e) {
     return errnoOf(e);
   }
-  const update = mode[1] === '+';
-  return new Stream(fd, update || mode[0] === 'r', update || mode[0] !== 'r');
+  return new Stream(fd, update || mode[0] === 'r', forWriting);
 }
 
 function io_open(L: LuaState): number {

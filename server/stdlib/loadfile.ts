@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import { lua, lauxlib, to_luastring, type LuaState } from 'fengari';
 import { cPath } from './cstrings.js';
 import { errnoOf, strerror } from './errors.js';
+import { noteOpen } from './opens.js';
 import { standardStreams } from './liolib.js';
 import { SEEK_SET, Stream } from './stream.js';
 
@@ -49,8 +50,10 @@ function skipComment(stream: Stream, prefix: number[]): { first: number; skipped
 }
 
 function openForLoading(name: Uint8Array): Stream | number {
+  const file = cPath(name);
+  noteOpen(file, false);
   try {
-    return new Stream(fs.openSync(cPath(name), fs.constants.O_RDONLY), true, false);
+    return new Stream(fs.openSync(file, fs.constants.O_RDONLY), true, false);
   } catch (e) {
     return errnoOf(e);
   }

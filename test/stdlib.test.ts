@@ -488,6 +488,67 @@ local parts = {} for i = 1, 300 do parts[#parts + 1] = string.format("%d:%s:%5.2
 local joined = table.concat(parts, ",") print(#joined, joined:sub(1, 40), joined:sub(-40))
 print(table.concat(parts, "", 10, 12), string.format("%s|%-8s|%.3s", ("y"):rep(80), "ab", "abcdef"))`,
   },
+  {
+    // fengari's VM takes the steps of next and ipairs' iterator itself
+    // (scripts/fix-fengari.ts #9), and leaves the others to a call.
+    name: 'generic for over pairs, ipairs and next: metatables, odd controls, tables changed, hooks',
+    script: `local function show(...) print(select('#', ...), ...) end
+-- ipairs: holes, one and three variables, metatables
+local t = {10, 20, nil, 40}
+for i, v in ipairs(t) do show(i, v) end
+for i in ipairs(t) do show(i) end
+for i, v, extra in ipairs({1, 2}) do show(i, v, extra) end
+local proxy = setmetatable({}, {__index = function(_, k) if k <= 3 then return k * 100 end end})
+for i, v in ipairs(proxy) do show(i, v) end
+local partly = setmetatable({1, 2}, {__index = {nil, nil, 3}})
+for i, v in ipairs(partly) do show(i, v) end
+-- ipairs over a non-table with __index (strings)
+print(pcall(function() for i, v in ipairs("abc") do show(i, v) end end))
+-- ipairs' iterator called by hand, and with odd control values
+local aux = ipairs({})
+show(aux({5, 6}, 0))
+show(aux({5, 6}, 1.0))
+print(pcall(aux, {5, 6}, "x"))
+for i, v in aux, {7, 8, 9}, 1 do show(i, v) end
+for i, v in aux, {7, 8, 9}, 2.0 do show(i, v, math.type(i)) end
+-- the table changed while looping
+local grow = {1, 2, 3}
+for i, v in ipairs(grow) do if i == 2 then grow[4] = 4 end show(i, v) end
+-- pairs: order of an array part, clearing fields while iterating, one and three variables
+local p = {}
+for i = 1, 5 do p[i] = i * i end
+for k, v in pairs(p) do show(k, v) end
+for k in pairs(p) do p[k] = nil end
+print(next(p))
+local q = {a = 1, b = 2, c = 3}
+local n = 0
+for k, v, z in pairs(q) do n = n + v; show(type(k), z) end
+print(n)
+-- __pairs
+local mp = setmetatable({}, {__pairs = function(t) return function(_, k) if not k then return 1, "one" end end, t, nil end})
+for k, v in pairs(mp) do show(k, v) end
+-- next with an invalid key
+print(pcall(function() for k, v in next, {a = 1}, "zz" do end end))
+print(pcall(next, {a = 1}, "zz"))
+-- a key removed, then set again while iterating
+local r = {x = 1, y = 2, z = 3}
+local seen = 0
+for k in pairs(r) do r[k] = nil; seen = seen + 1 end
+print(seen, next(r))
+-- hooks count the iterator's calls as in lua5.3
+local calls = 0
+debug.sethook(function() calls = calls + 1 end, "c")
+for i, v in ipairs({1, 2, 3}) do end
+for k, v in pairs({a = 1, b = 2}) do end
+debug.sethook()
+print("calls", calls)
+-- an error in a loop body names the right line
+print(pcall(function() for i, v in ipairs({1}) do error("boom") end end))
+print(select(2, pcall(function() for k, v in pairs({a = 1}) do local x = v + nil end end)))
+-- coroutines yielding from a loop over pairs
+local co = coroutine.wrap(function() for k, v in pairs({a = 1}) do coroutine.yield(k, v) end return "done" end)
+print(co()) print(co())`,
+  },
 ];
 
 const groups: Record<string, Case[]> = {

@@ -97,6 +97,15 @@ local function tables()
   local count = 0
   for _, v in ipairs(list) do count = count + v end
   for k, v in pairs(map) do if type(k) == "string" then count = count + v end end
+  -- The steps the VM leaves to a call (scripts/fix-fengari.ts #9): ipairs
+  -- through __index, next after a key removed while traversing, and an
+  -- iterator of Lua's own.
+  for _, v in ipairs(setmetatable({ 1 }, { __index = function(_, n) if n < 4 then return n end end })) do
+    count = count + v
+  end
+  local cleared = { a = 1, b = 2, c = 3, 4 }
+  for k in pairs(cleared) do cleared[k] = nil end
+  for n in function(_, n) if n < 3 then return n + 1 end end, nil, 0 do count = count + n end
   rawset(map, "raw", true)
   emit(count, rawequal(map, map), #"length", map.raw)
 end

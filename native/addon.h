@@ -59,7 +59,7 @@ void leave_malloc_no_free_chunks(void);
 
 /* One sendmsg (MSG_NOSIGNAL) of `len` bytes with `nfds` fds as SCM_RIGHTS;
  * EINTR is retried. Returns what sendmsg returns (sockets.c). */
-ssize_t send_with_fds(int fd, const void *data, size_t len, const int *fds, uint32_t nfds);
+ssize_t send_with_fds(int fd, const void *data, size_t len, const int *fds, uint32_t nfds, int flags);
 
 /* Undoes V8's MADV_DONTFORK on every mapping (runner.c): needed before a
  * fork whenever JavaScript has run since the last one. */

@@ -47,7 +47,7 @@ static int fork_spare(pid_t *pid, int *line)
 static int answer(int control, pid_t pid, int line)
 {
     unsigned char reply[4] = { pid & 0xff, (pid >> 8) & 0xff, (pid >> 16) & 0xff, (pid >> 24) & 0xff };
-    ssize_t sent = send_with_fds(control, reply, sizeof reply, &line, line >= 0 ? 1 : 0);
+    ssize_t sent = send_with_fds(control, reply, sizeof reply, &line, line >= 0 ? 1 : 0, 0);
     if (line >= 0)
         close(line);
     return sent == (ssize_t)sizeof reply ? 0 : -1;

@@ -158,9 +158,9 @@ static napi_value js_recv(napi_env env, napi_callback_info info)
     return result;
 }
 
-/* One sendmsg (MSG_NOSIGNAL) of `len` bytes with `nfds` fds as SCM_RIGHTS;
- * EINTR is retried. Returns what sendmsg returns. */
-ssize_t send_with_fds(int fd, const void *data, size_t len, const int *fds, uint32_t nfds)
+/* One sendmsg (MSG_NOSIGNAL and `flags`) of `len` bytes with `nfds` fds as
+ * SCM_RIGHTS; EINTR is retried. Returns what sendmsg returns. */
+ssize_t send_with_fds(int fd, const void *data, size_t len, const int *fds, uint32_t nfds, int flags)
 {
     char control[CMSG_SPACE(MAX_PASSED_FDS * sizeof(int))];
     struct msghdr msg;
@@ -188,16 +188,18 @@ ssize_t send_with_fds(int fd, const void *data, size_t len, const int *fds, uint
         memcpy(CMSG_DATA(cmsg), fds, nfds * sizeof(int));
     }
     do
-        n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+        n = sendmsg(fd, &msg, MSG_NOSIGNAL | flags);
     while (n < 0 && errno == EINTR);
     return n;
 }
 
-/* send(fd, data, fds) -> bytes sent, or -1 when the socket is full */
+/* send(fd, data, fds, wait = true) -> bytes sent, or -1 when the socket is
+ * full (without `wait`, also when a blocking one is) */
 static napi_value js_send(napi_env env, napi_callback_info info)
 {
-    size_t argc = 3;
-    napi_value argv[3];
+    size_t argc = 4;
+    napi_value argv[4];
+    bool wait = true;
     int fd, passed[MAX_PASSED_FDS];
     void *data;
     size_t len;
@@ -217,7 +219,11 @@ static napi_value js_send(napi_env env, napi_callback_info info)
         if (!arg_int(env, v, &passed[i]))
             return NULL;
     }
-    n = send_with_fds(fd, data, len, passed, nfds);
+    if (argc > 3 && napi_get_value_bool(env, argv[3], &wait) != napi_ok) {
+        napi_throw_type_error(env, NULL, "wait must be a boolean");
+        return NULL;
+    }
+    n = send_with_fds(fd, data, len, passed, nfds, wait ? 0 : MSG_DONTWAIT);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return int_value(env, -1);

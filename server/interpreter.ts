@@ -106,7 +106,7 @@ function handle_script(L: LuaState, argv: Uint8Array[], script: number): number 
   const isDash = fname.length === 1 && fname[0] === DASH;
   const prev = argv[script - 1];
   const afterDashDash = prev.length === 2 && prev[0] === DASH && prev[1] === DASH;
-  let status = loadFile(L, isDash && !afterDashDash ? null : fname);
+  let status = loadFile(L, isDash && !afterDashDash ? null : fname, null, true);
   if (status === lua.LUA_OK) {
     const n = pushargs(L);
     status = docall(L, n, lua.LUA_MULTRET);

@@ -30,8 +30,9 @@ export interface Native {
   connect(socketPath: string): number;
   /** One recvmsg (MSG_DONTWAIT); null when nothing is ready. */
   recv(fd: number, maxBytes: number): Received | null;
-  /** One sendmsg (MSG_NOSIGNAL), with `fds` as SCM_RIGHTS; -1 when it would block. */
-  send(fd: number, data: Buffer, fds: number[]): number;
+  /** One sendmsg (MSG_NOSIGNAL), with `fds` as SCM_RIGHTS; -1 when it would
+   * block. Without `wait` (MSG_DONTWAIT), it never does. */
+  send(fd: number, data: Buffer, fds: number[], wait?: boolean): number;
   /** Calls `onReady` whenever fd is readable (or hung up), through libuv's uv_poll. */
   pollReadable(fd: number, onReady: () => void): PollHandle;
   pollStop(handle: PollHandle): void;

@@ -12,6 +12,7 @@ import { exitProcess, setStatusReporter } from './exit.js';
 import { native } from './native.js';
 import { luaMain } from './interpreter.js';
 import { FrameReader, decodeRun, encodeExited, scriptName, type RunRequest } from './protocol.js';
+import { takeScriptReport } from './scriptcache.js';
 import { resetStdio } from './stdlib/index.js';
 
 const RECV_CHUNK = 64 * 1024;
@@ -92,13 +93,22 @@ function awaitJob(line: number): Job {
 
 /** Tells the server, then the client, how the script ended. The server hears
  * first, so that a client leaving at once is not taken for one that left a
- * live runner behind (which would get SIGHUP). */
+ * live runner behind (which would get SIGHUP). Then, off the client's time,
+ * the server hears how the script was loaded (../scriptcache.ts): if the
+ * line is full, not at all, rather than wait for a server that reads it
+ * once this runner has ended. */
 function reportTo(line: number, connection: number, status: number): void {
   const code = Buffer.alloc(4);
   code.writeUInt32LE(status, 0);
   native.send(line, code, []);
   native.send(connection, encodeExited({ how: 'exited', code: status }), []);
   native.shutdownWrite(connection); // the server's own EXITED would only repeat it
+  const scriptReport = takeScriptReport();
+  try {
+    if (scriptReport) native.send(line, scriptReport, [], false);
+  } catch {
+    // the server is gone: nobody to keep the script for
+  }
 }
 
 /** The client's descriptors at their numbers; returns the connection's
@@ -156,6 +166,7 @@ export function serveAsSpare(L: LuaState, lineFd: number, asPeer: boolean): neve
     setRunnerFlags();
     const job = awaitJob(line);
     native.noteRunScript(scriptName(job.request.argv));
+    takeScriptReport(); // the warm-up's, if it ran a script: not this run's
     specialise(job, line, asPeer);
     status = luaMain(L, job.request.argv);
   } catch (error) {

@@ -23,6 +23,7 @@ import {
   type RunRequest,
   type RunStatus,
 } from './protocol.js';
+import { ScriptCacheLimits, decodeScriptReport, forgetScripts, keptScripts, scriptParsed } from './scriptcache.js';
 import { LatencyRecord, type StatusReport } from './status.js';
 
 /** How long a runner whose client went away has between SIGHUP and SIGKILL. */
@@ -213,7 +214,11 @@ export class Server {
   private accepting = true;
   private onIdle?: () => void;
   private runsServed = 0;
+  private runsFromKeptScripts = 0;
   private readonly latency = new LatencyRecord();
+  /** When the current pool started, and the renewal due for newly kept scripts. */
+  private poolStartedAt = 0;
+  private renewal: NodeJS.Timeout | null = null;
 
   constructor(
     private warm: WarmState,
@@ -360,6 +365,7 @@ export class Server {
   /** A pool of spares for the current warm state, filling at once; a
    * spare it gets ready may start a queued request. */
   private newPool(): SparePool {
+    this.poolStartedAt = Date.now();
     const pool = new SparePool(
       this.warm.L,
       this.options.spares,
@@ -395,6 +401,8 @@ export class Server {
       warmStateAgeSeconds: Math.round((Date.now() - this.warm.builtAt) / 1000),
       preload: this.warm.preload,
       rssBytes: process.memoryUsage.rss(),
+      scriptsKept: keptScripts(),
+      runsFromKeptScripts: this.runsFromKeptScripts,
     };
     conn.send(encodeStatusReply(report));
     conn.close();
@@ -464,6 +472,54 @@ export class Server {
     return run.reported;
   }
 
+  /** How the runner's script was loaded, which it wrote on its line after
+   * its status (../scriptcache.ts): read once it has ended, all there. */
+  private readScriptReport(run: Run): void {
+    const parts: Buffer[] = [];
+    for (;;) {
+      let received;
+      try {
+        received = native.recv(run.line, ScriptCacheLimits.maxTextBytes + 4096);
+      } catch {
+        return; // ECONNRESET: it ended with its job unread
+      }
+      if (received === null || received.data.length === 0) break;
+      parts.push(received.data);
+    }
+    const bytes = Buffer.concat(parts);
+    const report = decodeScriptReport(run.reported ? bytes : bytes.subarray(4));
+    if (report === null) return;
+    if (report.fromCache) {
+      this.runsFromKeptScripts++;
+    } else if (scriptParsed(this.warm.L, report.script)) {
+      this.log({ event: 'script-kept', script: run.script, message: `keeping ${run.script} compiled for the runs to come` });
+      this.renewSpares();
+    }
+  }
+
+  /** Spares forked before a script was kept would parse it: they are
+   * replaced, at most once per ScriptCacheLimits.renewAfterMs. */
+  private renewSpares(): void {
+    if (this.renewal !== null || !this.accepting) return;
+    const wait = Math.max(0, this.poolStartedAt + ScriptCacheLimits.renewAfterMs - Date.now());
+    this.renewal = setTimeout(() => {
+      this.renewal = null;
+      if (this.accepting) this.replacePool();
+    }, wait);
+  }
+
+  private cancelRenewal(): void {
+    clearTimeout(this.renewal ?? undefined);
+    this.renewal = null;
+  }
+
+  /** Retires every spare, and starts a pool of new ones. */
+  private replacePool(): void {
+    this.cancelRenewal();
+    this.pool.retireAll();
+    this.pool = this.newPool();
+  }
+
   private forwardSignal(run: Run, signal: number): void {
     try {
       process.kill(-run.pid, signal);
@@ -490,6 +546,7 @@ export class Server {
       this.runs.delete(pid);
       clearTimeout(conn.run.killTimer);
       clearTimeout(conn.run.runtimeTimer);
+      this.readScriptReport(conn.run);
       native.close(conn.run.line);
       if (conn.run.stderr !== undefined) native.close(conn.run.stderr);
       const ms = Number(process.hrtime.bigint() - conn.run.startedAt) / 1e6;
@@ -550,6 +607,7 @@ export class Server {
       this.listenPoll = null;
       native.close(this.listenFd);
     }
+    this.cancelRenewal();
     this.pool.retireAll();
     // Queued requests never ran: BUSY lets their clients run them another way.
     for (const conn of this.queue.slice()) {
@@ -564,10 +622,10 @@ export class Server {
    * spares hold the old state, so they are all retired; runs in flight are
    * separate processes and go on untouched. */
   rewarm(warm: WarmState, options: ServerOptions): void {
-    this.pool.retireAll();
+    forgetScripts();
     this.warm = warm;
     this.options = options;
-    this.pool = this.newPool();
+    this.replacePool();
     // --max-runners may have grown. Not at once: a re-warm can come from
     // startRun, whose run has not taken its runner yet.
     setImmediate(() => this.startQueued());

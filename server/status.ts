@@ -24,6 +24,10 @@ export interface StatusReport {
   warmStateAgeSeconds: number;
   preload: string[];
   rssBytes: number;
+  /** Scripts the server keeps compiled (../scriptcache.ts), and the runs
+   * that loaded theirs from there. */
+  scriptsKept: number;
+  runsFromKeptScripts: number;
 }
 
 // Bucket i holds durations up to FIRST_BOUND_MS * GROWTH^i: percentiles are
@@ -93,6 +97,7 @@ function formatReport(r: StatusReport): string {
     `latency:      ${latency}`,
     `warm state:   ${r.warmStateAgeSeconds} s old, preloaded: ${r.preload.join(', ') || 'nothing'}`,
     `server rss:   ${(r.rssBytes / 1024 / 1024).toFixed(1)} MiB`,
+    `scripts kept: ${r.scriptsKept} compiled, ${r.runsFromKeptScripts} runs loaded theirs from there`,
   ].join('\n');
 }
 

@@ -35,6 +35,7 @@ import { withDeadline } from './deadline.js';
 import { luaMain } from './interpreter.js';
 import { native, projectRoot, sendAll } from './native.js';
 import { FrameReader, decodeRun, encodeExited, encodeRun, encodeStarted } from './protocol.js';
+import { decodeScriptReport, forgetScripts, scriptParsed, takeScriptReport } from './scriptcache.js';
 import { withOutputOn } from './stdlib/index.js';
 import { newState } from './warm.js';
 
@@ -53,8 +54,9 @@ const SETTLING_RUNS = 15;
  * 1.7 ms optimising Buffer's indexOf while decoding its job. Also the runs
  * of the run-path pass (step 4). */
 const PROTOCOL_WARMUP_REQUESTS = 2000;
-/** Step 5's run-path requests: each kind of run (see warmUpRunPath) once. */
-const PENDING_REQUESTS = 4;
+/** The kinds of run of the run-path pass (see warmUpRunPath); step 5 takes
+ * each once. */
+const RUN_KINDS = 8;
 const WARMUP_ENV_BYTES = 32 * 1024;
 
 /** Builds the warm state with `build`, warming V8 before and after it with
@@ -103,7 +105,7 @@ function compilePending(argv: Buffer[]): void {
   v8.setFlagsFromString('--ticks-before-optimization=1000 --max-bytecode-size-for-early-opt=0');
   try {
     runScript(newState(), argv, 1);
-    warmUpRunPath(PENDING_REQUESTS);
+    warmUpRunPath(RUN_KINDS);
   } finally {
     v8.setFlagsFromString(V8_TIERING_FLAGS);
   }
@@ -132,7 +134,13 @@ function onDevNull(passes: () => void): void {
  * (pushargs, and the code that reads LUA_PATH: "insufficient type
  * feedback"). The server's own LUA_PATH comes back after. The script also
  * writes to stderr, on /dev/null too, as error messages do: every runner
- * that wrote there threw away the stream's write. */
+ * that wrote there threw away the stream's write.
+ *
+ * And half of them load the script from a compiled copy, the other half
+ * parse it, each run's report taken as the server takes it
+ * (../scriptcache.ts): a runner that took the path the warm-up had left out
+ * threw away the loader's optimised code ("wrong map"). The copies are
+ * forgotten after, as they belong to a scratch state. */
 function warmUpRunPath(requests: number): void {
   const withoutArgs = ['warmluad', RUN_PATH_SCRIPT].map((a) => Buffer.from(a));
   const withArgs = [...withoutArgs, Buffer.from('an argument')];
@@ -142,13 +150,17 @@ function warmUpRunPath(requests: number): void {
     withOutputOn('stderr', fs.openSync('/dev/null', 'w'), () => {
       const S = newState();
       warmUpProtocol(withoutArgs, requests, () => {
-        const kind = run++ % 4;
+        const kind = run++ % RUN_KINDS;
         if (kind & 1) process.env.LUA_PATH = ';;';
         else delete process.env.LUA_PATH;
+        if (!(kind & 4)) forgetScripts(); // else kept from the second run on
         runScript(S, kind & 2 ? withArgs : withoutArgs, 1);
+        const report = decodeScriptReport(takeScriptReport() ?? Buffer.alloc(0));
+        if (report && !report.fromCache) scriptParsed(S, report.script);
       });
     });
   } finally {
+    forgetScripts();
     if (serversOwn === undefined) delete process.env.LUA_PATH;
     else process.env.LUA_PATH = serversOwn;
   }

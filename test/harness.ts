@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { StatusReport } from '../server/status.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -144,6 +145,15 @@ export async function startServer(args: string[] = [], env: Record<string, strin
 
 /** Any command, with the same options and outcome as the runners above. */
 export const run = (file: string, args: string[], o?: RunOptions) => outcome(start(file, args, o));
+
+/** `warmluad status` of a running server: its text, or (`json`) its JSON. */
+export async function serverStatus(server: Server, json = true): Promise<string> {
+  const outcome = await run(bin('warmluad'), ['status', '--socket', server.socket, ...(json ? ['--json'] : [])]);
+  assert.equal(outcome.status, 0, outcome.stderr);
+  return outcome.stdout;
+}
+
+export const statusReport = async (server: Server) => JSON.parse(await serverStatus(server)) as StatusReport;
 
 /** A startServer whose servers are all stopped once the calling test file's
  * tests are done; call it at the file's top level. `defaultArgs` come first. */

@@ -6,8 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { run as runClient, WarmluaError } from '../client/client.js';
 import { ErrorCode } from '../server/protocol.js';
-import type { StatusReport } from '../server/status.js';
-import { bin, run, runShim, serverStarter, tempDir, waitFor, writeScript, type Server } from './harness.js';
+import { bin, run, runShim, serverStarter, serverStatus, statusReport, tempDir, waitFor, writeScript, type Server } from './harness.js';
 
 const TEST_TIMEOUT = 60_000;
 const dir = tempDir();
@@ -95,13 +94,6 @@ describe('--max-runtime', { timeout: TEST_TIMEOUT }, () => {
 });
 
 
-async function status(server: Server, json = true): Promise<string> {
-  const outcome = await run(bin('warmluad'), ['status', '--socket', server.socket, ...(json ? ['--json'] : [])]);
-  assert.equal(outcome.status, 0, outcome.stderr);
-  return outcome.stdout;
-}
-
-const report = async (server: Server) => JSON.parse(await status(server)) as StatusReport;
 
 /** A module directory and a config file that preloads from it. */
 function preloadSetup(modules: Record<string, string>, preload: string[]) {
@@ -149,14 +141,14 @@ describe('warmluad status', { timeout: TEST_TIMEOUT }, () => {
   test('prints runs served and active, latency, the warm state and RSS; --json parses', async () => {
     const { config, writeConfig } = preloadSetup({ mod: 'v1', other: 'o' }, ['mod']);
     const server = await serve(['--config', config]);
-    const before = await report(server);
+    const before = await statusReport(server);
     assert.equal(before.runsServed, 0);
     assert.equal(before.latencyMs, null);
     const runs = 5;
     for (let i = 0; i < runs; i++) assert.equal((await runShim(server.socket, [hello])).status, 0);
     // A client hears the runner's own EXITED, which can precede the reap that counts the run.
-    await waitFor('every run counted', async () => (await report(server)).runsServed === runs);
-    const r = await report(server);
+    await waitFor('every run counted', async () => (await statusReport(server)).runsServed === runs);
+    const r = await statusReport(server);
     assert.equal(r.pid, server.process.pid);
     assert.equal(r.runsActive, 0);
     assert.equal(r.runsQueued, 0);
@@ -165,20 +157,22 @@ describe('warmluad status', { timeout: TEST_TIMEOUT }, () => {
     assert.deepEqual(r.preload, ['mod']);
     assert.ok(r.rssBytes > 10 * 1024 * 1024);
 
-    const text = await status(server, false);
+    const text = await serverStatus(server, false);
     assert.match(text, /^runs served: +5$/m);
     assert.match(text, /^runs active: +0 \(0 queued\)$/m);
     assert.match(text, /^latency: +p50 [\d.]+ ms, p99 [\d.]+ ms$/m);
     assert.match(text, /^warm state: +\d+ s old, preloaded: mod$/m);
     assert.match(text, /^server rss: +[\d.]+ MiB$/m);
+    // hello.lua, run five times, is kept compiled after the second (test/scriptcache.test.ts)
+    assert.match(text, /^scripts kept: +1 compiled, \d+ runs loaded theirs from there$/m);
 
     // SIGHUP re-reads the config: the new preload list shows.
     writeConfig(['mod', 'other']);
     server.process.kill('SIGHUP');
     await waitFor('the re-warm', () => rewarms(server) === 1);
-    assert.deepEqual((await report(server)).preload, ['mod', 'other']);
+    assert.deepEqual((await statusReport(server)).preload, ['mod', 'other']);
     // A STATUS connection is not a run, and the server goes on serving.
-    assert.equal((await report(server)).runsServed, runs);
+    assert.equal((await statusReport(server)).runsServed, runs);
     assert.deepEqual(await runShim(server.socket, [hello]), { stdout: 'hello\n', stderr: '', status: 0 });
   });
 

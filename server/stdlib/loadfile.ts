@@ -6,6 +6,7 @@ import { lua, lauxlib, to_luastring, type LuaState } from 'fengari';
 import { cPath } from './cstrings.js';
 import { errnoOf, strerror } from './errors.js';
 import { noteOpen } from './opens.js';
+import { loadScriptText } from '../scriptcache.js';
 import { standardStreams } from './liolib.js';
 import { SEEK_SET, Stream } from './stream.js';
 
@@ -60,8 +61,10 @@ function openForLoading(name: Uint8Array): Stream | number {
 }
 
 /** luaL_loadfile: loads `filename` (null: stdin) as a chunk; returns the
- * status of lua_load, or LUA_ERRFILE with the message pushed. */
-export function loadFile(L: LuaState, filename: Uint8Array | null, mode: Uint8Array | null = null): number {
+ * status of lua_load, or LUA_ERRFILE with the message pushed. The script of
+ * a run (`script`) is read whole first, so that the server's compiled copy
+ * can stand for it (../scriptcache.ts); a binary chunk is not kept. */
+export function loadFile(L: LuaState, filename: Uint8Array | null, mode: Uint8Array | null = null, script = false): number {
   const nameIndex = lua.lua_gettop(L) + 1;
   let stream: Stream;
   if (filename === null) {
@@ -76,7 +79,8 @@ export function loadFile(L: LuaState, filename: Uint8Array | null, mode: Uint8Ar
   const prefix: number[] = [];
   let { first, skipped } = skipComment(stream, prefix);
   if (skipped) prefix.push(NEWLINE); // keeps line numbers right
-  if (first === LUA_SIGNATURE_FIRST && filename !== null) {
+  const binary = first === LUA_SIGNATURE_FIRST;
+  if (binary && filename !== null) {
     // a binary chunk: lua5.3 reopens the file and skips the comment again
     stream.seek(SEEK_SET, 0);
     ({ first } = skipComment(stream, prefix));
@@ -85,17 +89,11 @@ export function loadFile(L: LuaState, filename: Uint8Array | null, mode: Uint8Ar
     prefix.push(first);
     stream.advance();
   }
-  let pending: Uint8Array | null = prefix.length > 0 ? Uint8Array.from(prefix) : null;
-  const reader = (): Uint8Array | null => {
-    if (pending !== null) {
-      const chunk = pending;
-      pending = null;
-      return chunk;
-    }
-    const chunk = stream.eof ? null : stream.readChars(READ_BLOCK);
-    return chunk !== null && chunk.length > 0 ? chunk : null;
-  };
-  const status = lua.lua_load(L, reader, null, lua.lua_tostring(L, -1), mode);
+  const chunkname = lua.lua_tostring(L, -1);
+  const status =
+    script && filename !== null && !binary
+      ? loadWhole(L, stream, prefix, chunkname)
+      : lua.lua_load(L, readerOf(stream, prefix), null, chunkname, mode);
   const readErrno = stream.errno;
   if (filename !== null) stream.close();
   if (readErrno !== 0) {
@@ -104,4 +102,29 @@ export function loadFile(L: LuaState, filename: Uint8Array | null, mode: Uint8Ar
   }
   lua.lua_remove(L, nameIndex);
   return status;
+}
+
+/** A script's text, `prefix` and the rest of the stream, loaded in one
+ * piece; a read error is left for the caller to report. */
+function loadWhole(L: LuaState, stream: Stream, prefix: number[], chunkname: Uint8Array): number {
+  const rest = stream.readAll();
+  if (stream.errno !== 0) return lauxlib.LUA_ERRFILE;
+  const text = new Uint8Array(prefix.length + rest.length);
+  text.set(prefix);
+  text.set(rest, prefix.length);
+  return loadScriptText(L, text, chunkname);
+}
+
+/** getF: what comes before the stream's next byte (`prefix`), then its blocks. */
+function readerOf(stream: Stream, prefix: number[]): () => Uint8Array | null {
+  let pending: Uint8Array | null = prefix.length > 0 ? Uint8Array.from(prefix) : null;
+  return () => {
+    if (pending !== null) {
+      const chunk = pending;
+      pending = null;
+      return chunk;
+    }
+    const chunk = stream.eof ? null : stream.readChars(READ_BLOCK);
+    return chunk !== null && chunk.length > 0 ? chunk : null;
+  };
 }

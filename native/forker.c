@@ -1,6 +1,9 @@
 /* The forker's loop: for each byte the server sends on the control socket,
- * fork a spare and answer with its pid (u32, little-endian, pid 0 if the
- * fork failed) and, with a pid, the server's end of the spare's line.
+ * fork a child and answer with its pid (u32, little-endian, pid 0 if the
+ * fork failed) and, with a pid, the server's end of the child's line. The
+ * child is a spare (byte 0), or the forker's successor (byte 1), which
+ * takes in the scripts the server has come to keep compiled and then forks
+ * the spares in its place (server/pool.ts).
  *
  * Why in C: every fork copies the forker's page tables, and every runner's
  * exit tears its copy down again, one entry per 4 KiB page of the forker's
@@ -18,10 +21,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* Forks one spare on a new line. Returns, in the spare, its end of the
- * line. In the forker, returns -1, with the spare's pid in *pid and the
- * forker's end of the line in *line (0 and -1 if there is no spare). */
-static int fork_spare(pid_t *pid, int *line)
+#define ASK_SUCCESSOR 1
+
+/* Forks one child on a new line. Returns, in the child, its end of the
+ * line. In the forker, returns -1, with the child's pid in *pid and the
+ * forker's end of the line in *line (0 and -1 if there is no child). */
+static int fork_child(pid_t *pid, int *line)
 {
     int pair[2];
     *pid = 0;
@@ -53,13 +58,24 @@ static int answer(int control, pid_t pid, int line)
     return sent == (ssize_t)sizeof reply ? 0 : -1;
 }
 
-/* serveForks(control): the forker's life. Returns only in a new spare: its
- * end of its line. When the server closes the control socket (or cannot be
- * answered), the forker leaves with _exit(0): returning would run the
- * server's own code in this process. */
+/* What serveForks returns in a child: { line, successor }. */
+static napi_value child_result(napi_env env, int line, bool successor)
+{
+    napi_value result, value;
+    napi_create_object(env, &result);
+    napi_create_int32(env, line, &value);
+    napi_set_named_property(env, result, "line", value);
+    napi_get_boolean(env, successor, &value);
+    napi_set_named_property(env, result, "successor", value);
+    return result;
+}
+
+/* serveForks(control): the forker's life. Returns only in a new child: its
+ * end of its line, and whether it is the successor. When the server closes
+ * the control socket (or cannot be answered), the forker leaves with
+ * _exit(0): returning would run the server's own code in this process. */
 static napi_value js_serve_forks(napi_env env, napi_callback_info info)
 {
-    napi_value result;
     int control;
     if (!fd_argument(env, info, &control))
         return NULL;
@@ -77,11 +93,9 @@ static napi_value js_serve_forks(napi_env env, napi_callback_info info)
             _exit(0);
         for (ssize_t i = 0; i < n; i++) {
             pid_t pid;
-            int line, spare_end = fork_spare(&pid, &line);
-            if (spare_end >= 0) {
-                napi_create_int32(env, spare_end, &result);
-                return result;
-            }
+            int line, child_end = fork_child(&pid, &line);
+            if (child_end >= 0)
+                return child_result(env, child_end, asked[i] == ASK_SUCCESSOR);
             if (answer(control, pid, line) < 0)
                 _exit(0);
         }

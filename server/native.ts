@@ -87,11 +87,12 @@ export interface Native {
   setDeadline(ms: number): void;
 
   // forker.c
-  /** The forker's loop: for each byte read on `control`, fork a spare (the
-   * server's child too, CLONE_PARENT) and answer its pid (u32 LE, 0 if the
-   * fork failed) with its line as SCM_RIGHTS. Returns only in a spare: its
-   * end of the line. _exit(0) when `control` ends. */
-  serveForks(control: number): number;
+  /** The forker's loop: for each byte read on `control`, fork a child (the
+   * server's child too, CLONE_PARENT): a spare for 0, the forker's
+   * successor for 1; answer its pid (u32 LE, 0 if the fork failed) with its
+   * line as SCM_RIGHTS. Returns only in a child: its end of the line, and
+   * which it is. _exit(0) when `control` ends. */
+  serveForks(control: number): { line: number; successor: boolean };
 
   // prefault.c
   /** A new, empty set of learned pages, shared with the children forked

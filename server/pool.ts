@@ -11,9 +11,13 @@
 // which stay as small as at warm-up while the server's grow as it serves.
 // Spares are still the server's children (CLONE_PARENT): it reaps them.
 // Without a forker (it could not start, or died) the server forks itself.
+// When the server has come to keep a script compiled (./scriptcache.ts),
+// the forker forks its successor, which compiles the scripts kept and forks
+// the spares from then on, and the forker leaves.
 import type { LuaState } from 'fengari';
-import { native, type PollHandle } from './native.js';
+import { native, sendAll, type PollHandle } from './native.js';
 import { serveAsSpare, setRunnerFlags } from './runner.js';
+import { compileKeptScripts, encodeKeptScripts } from './scriptcache.js';
 import { flushAll } from './stdlib/index.js';
 
 export interface Spare {
@@ -22,14 +26,14 @@ export interface Spare {
   line: number;
 }
 
-/** The server's side of the forker: each byte sent asks for one spare; each
- * answer is the spare's pid (u32 LE) with its line as SCM_RIGHTS, or pid 0
- * and no fd when the fork failed. */
+/** The server's side of the forker: each byte sent asks for one spare (0)
+ * or for the forker's successor (1); each answer is the child's pid (u32
+ * LE) with its line as SCM_RIGHTS, or pid 0 and no fd when the fork failed. */
 interface Forker {
   control: number;
   poll: PollHandle;
-  /** Spares asked for and not yet answered. */
-  asked: number;
+  /** What each answer not yet come is for, oldest first. */
+  due: Child[];
   /** Answer bytes not yet a whole pid, and lines not yet matched to one. */
   partial: Buffer;
   lines: number[];
@@ -38,6 +42,8 @@ interface Forker {
   reaped: Set<number>;
 }
 
+type Child = 'spare' | 'successor';
+const ASK: Record<Child, number> = { spare: 0, successor: 1 }; // native/forker.c
 const ANSWER_BYTES = 4; // native/forker.c sends them
 
 export class SparePool {
@@ -84,12 +90,11 @@ export class SparePool {
       this.refillQueued = false;
       if (this.retired) return;
       const forker = this.forker;
-      const missing = this.size - this.spares.length - (forker?.asked ?? 0);
+      const missing = this.size - this.spares.length - (forker?.due.filter((c) => c === 'spare').length ?? 0);
       if (missing <= 0) return;
       try {
         if (forker) {
-          native.send(forker.control, Buffer.alloc(missing), []);
-          forker.asked += missing;
+          this.ask(forker, Array(missing).fill('spare'));
         } else {
           for (let i = 0; i < missing; i++) this.spares.push(this.fork());
         }
@@ -106,12 +111,28 @@ export class SparePool {
   forget(pid: number): boolean {
     const index = this.spares.findIndex((s) => s.pid === pid);
     if (index < 0) {
-      if (this.forker && this.forker.asked > 0) this.forker.reaped.add(pid);
+      if (this.forker && this.forker.due.length > 0) this.forker.reaped.add(pid);
       return false;
     }
     native.close(this.spares[index].line);
     this.spares.splice(index, 1);
     this.refillSoon();
+    return true;
+  }
+
+  /** Has the forker fork its successor, which takes in the scripts kept
+   * compiled (./scriptcache.ts) and forks the spares from then on; the
+   * spares waiting then are retired. False without a forker, or with a
+   * successor due already (it will take in the scripts kept by then). */
+  renewForker(): boolean {
+    const forker = this.forker;
+    if (!forker || forker.due.includes('successor')) return false;
+    try {
+      this.ask(forker, ['successor']);
+    } catch {
+      this.forkerGone();
+      return false;
+    }
     return true;
   }
 
@@ -138,8 +159,33 @@ export class SparePool {
       this.onForkerLost(`cannot start the forker: ${(error as Error).message}; the server forks spares itself`);
       return null;
     }
+    return this.watchForker(control);
+  }
+
+  private watchForker(control: number): Forker {
     const poll = native.pollReadable(control, () => this.readAnswers());
-    return { control, poll, asked: 0, partial: Buffer.alloc(0), lines: [], reaped: new Set() };
+    return { control, poll, due: [], partial: Buffer.alloc(0), lines: [], reaped: new Set() };
+  }
+
+  private ask(forker: Forker, children: Child[]): void {
+    native.send(forker.control, Buffer.from(children.map((c) => ASK[c])), []);
+    forker.due.push(...children);
+  }
+
+  /** The successor answered: it gets the scripts to compile and becomes the
+   * forker. The old one's spares, and those it still owes (their lines,
+   * unread, close with its control socket), are retired. */
+  private succeed(line: number): void {
+    try {
+      sendAll(line, encodeKeptScripts(), []);
+    } catch {
+      native.close(line); // it died already: the old forker goes on
+      return;
+    }
+    this.stopForker();
+    for (const spare of this.spares.splice(0)) native.close(spare.line);
+    this.forker = this.watchForker(line);
+    this.refillSoon();
   }
 
   private readAnswers(): void {
@@ -155,21 +201,25 @@ export class SparePool {
       if (received === null) return;
       if (received.data.length === 0) return this.forkerGone();
       forker.lines.push(...received.fds);
+      let successor: { line: number } | null = null;
       let answers = Buffer.concat([forker.partial, received.data]);
       for (; answers.length >= ANSWER_BYTES; answers = answers.subarray(ANSWER_BYTES)) {
         const pid = answers.readUInt32LE(0);
-        forker.asked--;
+        const child = forker.due.shift();
         const line = pid > 0 ? forker.lines.shift() : undefined;
         if (line === undefined) continue;
         if (forker.reaped.delete(pid)) {
           native.close(line); // dead already: ask for another
           this.refillSoon();
+        } else if (child === 'successor') {
+          successor = { line };
         } else {
           this.spares.push({ pid, line });
         }
       }
-      if (forker.asked === 0) forker.reaped.clear();
+      if (forker.due.length === 0) forker.reaped.clear();
       forker.partial = answers;
+      if (successor) return this.succeed(successor.line);
       if (this.spares.length > 0) this.onReady();
     }
   }
@@ -194,26 +244,52 @@ export class SparePool {
 
 /** The forker's life: for each byte the server sends, fork a spare (the
  * server's child too) and send back its pid and line. The loop is native
- * (native/forker.c says why); it returns only in a new spare, and the
- * forker leaves with _exit when the server closes the control socket. */
-function serveAsForker(L: LuaState, controlFd: number, asPeer: boolean): never {
-  let spareLine;
+ * (native/forker.c says why); it returns only in a new child, and the
+ * forker leaves with _exit when the server closes the control socket. A
+ * successor first compiles the scripts the server sends it, and has its
+ * spares learn their pages anew (native/prefault.c). */
+function serveAsForker(L: LuaState, controlFd: number, asPeer: boolean, successor = false): never {
+  let child;
   try {
     const [control] = native.installFds([], [], [controlFd]);
+    if (successor) {
+      compileKeptScripts(L, readMessage(control));
+      native.sharePrefaultSet();
+    }
     // Every spare starts with an empty young generation. At the forker's fork
     // it was 5.6 of its 8 MB full, and a run that allocated the rest first had
     // to copy all of that, in pages shared with the forker (the bench's
     // generated-module script: 24 ms, 17 ms after this; see bin/warmluad for
     // --expose-gc). A minor collection: a full one there made runners slower.
-    (globalThis as { gc?: (options: { type: string }) => void }).gc?.({ type: 'minor' });
+    // Not in a successor, which compiling leaves little in it: V8 shrank the
+    // young generation at that collection, as it does after little
+    // allocation, and runners collected all along (the generated-module
+    // script: 260-290 page faults, against 40 without and 70 before).
+    if (!successor) (globalThis as { gc?: (options: { type: string }) => void }).gc?.({ type: 'minor' });
     setRunnerFlags();
-    spareLine = native.serveForks(control);
+    child = native.serveForks(control);
   } catch {
     // EMFILE and the like: the server sees the forker end and forks spares
     // itself. Throwing on would run the server's own code in this process.
     return native.exit(1);
   }
-  return serveAsSpare(L, spareLine, asPeer);
+  return child.successor ? serveAsForker(L, child.line, asPeer, true) : serveAsSpare(L, child.line, asPeer);
+}
+
+/** The message the server sends a successor first (a u32 length, then as
+ * many bytes), read blocking, and not a byte more: requests for spares
+ * follow it on the same socket. */
+function readMessage(fd: number): Buffer {
+  let bytes = Buffer.alloc(0);
+  for (;;) {
+    const whole = bytes.length < 4 ? 4 : 4 + bytes.readUInt32LE(0);
+    if (bytes.length === whole) return bytes;
+    native.waitReadable(fd);
+    const received = native.recv(fd, whole - bytes.length);
+    if (received === null) continue;
+    if (received.data.length === 0) return native.exit(0); // the server is gone
+    bytes = Buffer.concat([bytes, received.data]);
+  }
 }
 
 /** Forks (with `fork`) a child that lives `life` on its end of a new socket

@@ -1,18 +1,21 @@
 // Compiled scripts. Every run parses its script, and fengari's parser is
 // slow in a runner: the bench's 12-line module script took 0.2-0.3 ms there
 // (50 us in a warm node), and allocated 83 KB, each new 4 KiB page a fault.
-// So the server keeps the main chunks of the scripts it keeps running,
-// compiled, and the runners forked from it inherit them. A runner whose
-// script text is byte for byte a kept one's, under the same chunk name,
-// pushes the kept function instead of parsing: what lua_load would have
-// built from the same bytes. Nothing is looked up by path or time, so
-// nothing can be stale: a changed script is parsed, as before.
+// So the scripts a server keeps running are kept compiled in its forker,
+// and the runners forked from it inherit them. A runner whose script text
+// is byte for byte a kept one's, under the same chunk name, pushes the kept
+// function instead of parsing: what lua_load would have built from the
+// same bytes. Nothing is looked up by path or time, so nothing can be
+// stale: a changed script is parsed, as before.
 //
 // A runner tells the server on its line, after its exit status and off its
-// client's time, how its script was loaded: from the server's copy, or
-// parsed, with its text. The server compiles a text the second time a
-// runner parsed it (one run of a script costs the server nothing), keeps
-// it, and has the spares of the pool renewed so that later runs inherit it.
+// client's time, how its script was loaded: from a compiled copy, or
+// parsed, with its text. The server keeps a text the second time a runner
+// parsed it (one run of a script costs nothing), and has the forker fork a
+// successor that compiles the texts kept and forks the spares from then on
+// (./pool.ts). The successor comes from the forker, not the server: its
+// young generation is the one the warm-up grew, where an idle server's V8
+// has shrunk its own, and runs from that collected all along.
 import { lua, type LuaState } from 'fengari';
 
 export const ScriptCacheLimits = {
@@ -24,7 +27,7 @@ export const ScriptCacheLimits = {
    * same bounds hold the texts parsed once. The oldest go first. */
   maxScripts: 32,
   maxKeptBytes: 512 * 1024,
-  /** Spares are renewed at most this often for newly kept scripts. */
+  /** A forker's successor is asked for at most this often. */
   renewAfterMs: 1000,
 } as const;
 
@@ -34,21 +37,24 @@ interface Script {
   text: Buffer;
 }
 
-interface Kept extends Script {
+interface Compiled extends Script {
   /** Pushes the compiled main function (lua_toproxy). */
   push: (L: LuaState) => void;
 }
 
-/** Compiled in the server, inherited by every runner forked after. */
-const kept: Kept[] = [];
-/** The server's: texts parsed by one run so far, not yet kept. */
+/** The server's: the texts kept, and those parsed by one run so far. */
+const kept: Script[] = [];
 const parsedOnce: Script[] = [];
+/** The forker's, inherited by every runner it forks: `kept`, compiled. */
+let compiled: Compiled[] = [];
 
 const REPORT_FROM_CACHE = 1;
 const REPORT_PARSED = 2;
-/** u32 length of the rest, u8 kind; for PARSED, u32 chunk name length, the
- * chunk name and the text. */
-const REPORT_HEADER_BYTES = 5;
+/** A runner's report: u32 length of the rest, u8 kind, and for PARSED the
+ * script. A script: u32 chunk name length, the chunk name, u32 text length,
+ * the text. The texts kept, for a successor: u32 length of the rest, then
+ * the scripts. */
+const LENGTH_BYTES = 4;
 
 /** What this runner tells the server at its end, if anything. */
 let report: Buffer | null = null;
@@ -69,25 +75,57 @@ function readerOf(text: Uint8Array): () => Uint8Array | null {
   };
 }
 
-function encodeReport(kind: number, script?: Script): Buffer {
-  const name = script ? Buffer.from(script.chunkname, 'latin1') : Buffer.alloc(0);
-  const rest = script ? 1 + 4 + name.length + script.text.length : 1;
-  const out = Buffer.alloc(4 + rest);
-  out.writeUInt32LE(rest, 0);
-  out.writeUInt8(kind, 4);
-  if (script) {
-    out.writeUInt32LE(name.length, REPORT_HEADER_BYTES);
-    name.copy(out, REPORT_HEADER_BYTES + 4);
-    script.text.copy(out, REPORT_HEADER_BYTES + 4 + name.length);
-  }
-  return out;
+const lengthOf = (n: number): Buffer => {
+  const bytes = Buffer.alloc(LENGTH_BYTES);
+  bytes.writeUInt32LE(n, 0);
+  return bytes;
+};
+
+/** `parts`, after the u32 length of them all. */
+function framed(parts: Buffer[]): Buffer {
+  const body = Buffer.concat(parts);
+  return Buffer.concat([lengthOf(body.length), body]);
 }
 
-/** lua_load of a script's whole text (the runner's): pushes the kept
- * function when the server has one for it, or parses. */
+/** The body of a frame that came whole; null for one cut short. */
+function unframed(bytes: Buffer): Buffer | null {
+  return bytes.length >= LENGTH_BYTES && bytes.readUInt32LE(0) === bytes.length - LENGTH_BYTES ? bytes.subarray(LENGTH_BYTES) : null;
+}
+
+const encodeScript = (s: Script): Buffer[] => {
+  const name = Buffer.from(s.chunkname, 'latin1');
+  return [lengthOf(name.length), name, lengthOf(s.text.length), s.text];
+};
+
+/** The scripts in `bytes` from `at`, until its end; null if one is cut short. */
+function decodeScripts(bytes: Buffer, at: number): Script[] | null {
+  const scripts: Script[] = [];
+  const field = (): Buffer | null => {
+    if (at + LENGTH_BYTES > bytes.length) return null;
+    const end = at + LENGTH_BYTES + bytes.readUInt32LE(at);
+    if (end > bytes.length) return null;
+    const value = bytes.subarray(at + LENGTH_BYTES, end);
+    at = end;
+    return value;
+  };
+  while (at < bytes.length) {
+    const name = field();
+    const text = name && field();
+    if (!name || !text) return null;
+    scripts.push({ chunkname: name.toString('latin1'), text: Buffer.from(text) });
+  }
+  return scripts;
+}
+
+function encodeReport(kind: number, script?: Script): Buffer {
+  return framed([Buffer.of(kind), ...(script ? encodeScript(script) : [])]);
+}
+
+/** lua_load of a script's whole text (the runner's): pushes the compiled
+ * copy when its forker has one, or parses. */
 export function loadScriptText(L: LuaState, text: Uint8Array, chunkname: Uint8Array): number {
   const script = { chunkname: byteString(chunkname), text: Buffer.from(text.buffer, text.byteOffset, text.length) };
-  const found = find(kept, script.chunkname, script.text);
+  const found = find(compiled, script.chunkname, script.text);
   if (found) {
     found.push(L);
     // lua_load gives the chunk the registry's globals as its first upvalue,
@@ -112,14 +150,11 @@ export function takeScriptReport(): Buffer | null {
 /** What a runner reported (the bytes after its exit status); null for
  * nothing, or a report cut short. */
 export function decodeScriptReport(bytes: Buffer): { fromCache: true } | { fromCache: false; script: Script } | null {
-  if (bytes.length < REPORT_HEADER_BYTES || bytes.readUInt32LE(0) !== bytes.length - 4) return null;
-  const kind = bytes.readUInt8(4);
-  if (kind === REPORT_FROM_CACHE) return { fromCache: true };
-  if (kind !== REPORT_PARSED || bytes.length < REPORT_HEADER_BYTES + 4) return null;
-  const nameEnd = REPORT_HEADER_BYTES + 4 + bytes.readUInt32LE(REPORT_HEADER_BYTES);
-  if (nameEnd > bytes.length) return null;
-  const chunkname = bytes.subarray(REPORT_HEADER_BYTES + 4, nameEnd).toString('latin1');
-  return { fromCache: false, script: { chunkname, text: Buffer.from(bytes.subarray(nameEnd)) } };
+  const body = unframed(bytes);
+  if (body === null || body.length === 0) return null;
+  if (body[0] === REPORT_FROM_CACHE) return body.length === 1 ? { fromCache: true } : null;
+  const scripts = body[0] === REPORT_PARSED ? decodeScripts(body, 1) : null;
+  return scripts?.length === 1 ? { fromCache: false, script: scripts[0] } : null;
 }
 
 function remember<T extends Script>(list: T[], item: T): void {
@@ -128,29 +163,49 @@ function remember<T extends Script>(list: T[], item: T): void {
   while (list.length > ScriptCacheLimits.maxScripts || bytes > ScriptCacheLimits.maxKeptBytes) bytes -= list.shift()!.text.length;
 }
 
-/** The server's: a runner parsed `script`. Compiles and keeps it if it is
- * the second time; true if it is kept now (the spares are then to be
- * renewed). */
-export function scriptParsed(L: LuaState, script: Script): boolean {
-  if (find(kept, script.chunkname, script.text)) return false; // a spare forked before it was kept
+/** The server's: a runner parsed `script`. Keeps it if it is the second
+ * time; true if it is kept now (the forker's successor is then due). */
+export function scriptParsed(script: Script): boolean {
+  if (find(kept, script.chunkname, script.text)) return false; // a spare forked before its successor
   const seen = find(parsedOnce, script.chunkname, script.text);
   if (!seen) {
     remember(parsedOnce, script);
     return false;
   }
   parsedOnce.splice(parsedOnce.indexOf(seen), 1);
-  const top = lua.lua_gettop(L);
-  const status = lua.lua_load(L, readerOf(script.text), null, Buffer.from(script.chunkname, 'latin1'), null);
-  if (status === lua.LUA_OK) remember(kept, { ...script, push: lua.lua_toproxy(L, -1) });
-  lua.lua_settop(L, top);
-  return status === lua.LUA_OK;
+  remember(kept, script);
+  return true;
 }
 
-/** The server's, when it builds a new warm state: functions compiled in
- * the old one are not for runners of the new. */
+/** The server's: the texts kept, for the forker's successor. */
+export function encodeKeptScripts(): Buffer {
+  return framed(kept.flatMap(encodeScript));
+}
+
+/** The successor's: `message` (encodeKeptScripts) is what to have
+ * compiled; the copies its forker had of them are kept, the others
+ * dropped. A message cut short changes nothing. */
+export function compileKeptScripts(L: LuaState, message: Buffer): void {
+  const body = unframed(message);
+  const scripts = body && decodeScripts(body, 0);
+  if (!scripts) return;
+  compiled = scripts.flatMap((script) => {
+    const copy = find(compiled, script.chunkname, script.text);
+    if (copy) return [copy];
+    const top = lua.lua_gettop(L);
+    const status = lua.lua_load(L, readerOf(script.text), null, Buffer.from(script.chunkname, 'latin1'), null);
+    const push = status === lua.LUA_OK ? lua.lua_toproxy(L, -1) : null;
+    lua.lua_settop(L, top);
+    return push ? [{ ...script, push }] : [];
+  });
+}
+
+/** Forgets every text and compiled copy: the server's, when it builds a new
+ * warm state (a successor would compile them in the old one). */
 export function forgetScripts(): void {
   kept.length = 0;
   parsedOnce.length = 0;
+  compiled = [];
 }
 
 /** How many scripts the server keeps compiled. */

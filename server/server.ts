@@ -216,8 +216,8 @@ export class Server {
   private runsServed = 0;
   private runsFromKeptScripts = 0;
   private readonly latency = new LatencyRecord();
-  /** When the current pool started, and the renewal due for newly kept scripts. */
-  private poolStartedAt = 0;
+  /** When the current forker was asked for, and its successor when due. */
+  private forkerStartedAt = 0;
   private renewal: NodeJS.Timeout | null = null;
 
   constructor(
@@ -365,7 +365,7 @@ export class Server {
   /** A pool of spares for the current warm state, filling at once; a
    * spare it gets ready may start a queued request. */
   private newPool(): SparePool {
-    this.poolStartedAt = Date.now();
+    this.forkerStartedAt = Date.now();
     const pool = new SparePool(
       this.warm.L,
       this.options.spares,
@@ -491,20 +491,21 @@ export class Server {
     if (report === null) return;
     if (report.fromCache) {
       this.runsFromKeptScripts++;
-    } else if (scriptParsed(this.warm.L, report.script)) {
+    } else if (scriptParsed(report.script)) {
       this.log({ event: 'script-kept', script: run.script, message: `keeping ${run.script} compiled for the runs to come` });
-      this.renewSpares();
+      this.renewForker();
     }
   }
 
-  /** Spares forked before a script was kept would parse it: they are
-   * replaced, at most once per ScriptCacheLimits.renewAfterMs. */
-  private renewSpares(): void {
+  /** The forker's spares would parse a script kept since it started: it is
+   * replaced by its successor (./pool.ts), at most once per
+   * ScriptCacheLimits.renewAfterMs. */
+  private renewForker(): void {
     if (this.renewal !== null || !this.accepting) return;
-    const wait = Math.max(0, this.poolStartedAt + ScriptCacheLimits.renewAfterMs - Date.now());
+    const wait = Math.max(0, this.forkerStartedAt + ScriptCacheLimits.renewAfterMs - Date.now());
     this.renewal = setTimeout(() => {
       this.renewal = null;
-      if (this.accepting) this.replacePool();
+      if (this.accepting && this.pool.renewForker()) this.forkerStartedAt = Date.now();
     }, wait);
   }
 
@@ -513,12 +514,6 @@ export class Server {
     this.renewal = null;
   }
 
-  /** Retires every spare, and starts a pool of new ones. */
-  private replacePool(): void {
-    this.cancelRenewal();
-    this.pool.retireAll();
-    this.pool = this.newPool();
-  }
 
   private forwardSignal(run: Run, signal: number): void {
     try {
@@ -623,9 +618,11 @@ export class Server {
    * separate processes and go on untouched. */
   rewarm(warm: WarmState, options: ServerOptions): void {
     forgetScripts();
+    this.cancelRenewal();
+    this.pool.retireAll();
     this.warm = warm;
     this.options = options;
-    this.replacePool();
+    this.pool = this.newPool();
     // --max-runners may have grown. Not at once: a re-warm can come from
     // startRun, whose run has not taken its runner yet.
     setImmediate(() => this.startQueued());

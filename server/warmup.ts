@@ -35,7 +35,7 @@ import { withDeadline } from './deadline.js';
 import { luaMain } from './interpreter.js';
 import { native, projectRoot, sendAll } from './native.js';
 import { FrameReader, decodeRun, encodeExited, encodeRun, encodeStarted } from './protocol.js';
-import { decodeScriptReport, forgetScripts, scriptParsed, takeScriptReport } from './scriptcache.js';
+import { compileKeptScripts, decodeScriptReport, encodeKeptScripts, forgetScripts, scriptParsed, takeScriptReport } from './scriptcache.js';
 import { withOutputOn } from './stdlib/index.js';
 import { newState } from './warm.js';
 
@@ -138,9 +138,10 @@ function onDevNull(passes: () => void): void {
  *
  * And half of them load the script from a compiled copy, the other half
  * parse it, each run's report taken as the server takes it
- * (../scriptcache.ts): a runner that took the path the warm-up had left out
- * threw away the loader's optimised code ("wrong map"). The copies are
- * forgotten after, as they belong to a scratch state. */
+ * (../scriptcache.ts), and the script compiled as a successor forker
+ * compiles it: a runner that took the path the warm-up had left out threw
+ * away the loader's optimised code ("wrong map"). The copies are forgotten
+ * after, as they belong to a scratch state. */
 function warmUpRunPath(requests: number): void {
   const withoutArgs = ['warmluad', RUN_PATH_SCRIPT].map((a) => Buffer.from(a));
   const withArgs = [...withoutArgs, Buffer.from('an argument')];
@@ -156,7 +157,7 @@ function warmUpRunPath(requests: number): void {
         if (!(kind & 4)) forgetScripts(); // else kept from the second run on
         runScript(S, kind & 2 ? withArgs : withoutArgs, 1);
         const report = decodeScriptReport(takeScriptReport() ?? Buffer.alloc(0));
-        if (report && !report.fromCache) scriptParsed(S, report.script);
+        if (report && !report.fromCache && scriptParsed(report.script)) compileKeptScripts(S, encodeKeptScripts());
       });
     });
   } finally {

@@ -85,6 +85,19 @@ describe('compiled scripts', { timeout: TEST_TIMEOUT }, () => {
     assert.match(await sameAsLua53(server, path.dirname(dir), [path.join(path.basename(dir), 'job.lua')]), /\t@.*\/job\.lua\t/);
   });
 
+  test('scripts kept one after another, with runs in flight: every run succeeds and the forker is never lost', async () => {
+    const dir = tempDir();
+    const server = await serve();
+    for (let n = 1; n <= 4; n++) {
+      writeScript(dir, `job${n}.lua`, script(`v${n}`));
+      const runs = Array.from({ length: 6 }, (_, i) => sameAsLua53(server, dir, i % 2 ? [`job${n}.lua`] : ['-e', 'print(1)']));
+      await Promise.all(runs);
+      await runUntilKept(server, dir, [`job${n}.lua`]);
+    }
+    assert.equal((await statusReport(server)).scriptsKept, 4);
+    assert.doesNotMatch(server.log(), /forker/);
+  });
+
   test("a kept script gets the registry's globals as they are when it loads", async () => {
     const dir = tempDir();
     writeScript(dir, 'env.lua', 'print(marker, print ~= nil)\n');

@@ -201,7 +201,8 @@ export function compileKeptScripts(L: LuaState, message: Buffer): void {
 }
 
 /** Forgets every text and compiled copy: the server's, when it builds a new
- * warm state (a successor would compile them in the old one). */
+ * warm state. Its forker has none compiled, and texts still taken for kept
+ * would never reach it. */
 export function forgetScripts(): void {
   kept.length = 0;
   parsedOnce.length = 0;

@@ -62,8 +62,8 @@ function openForLoading(name: Uint8Array): Stream | number {
 
 /** luaL_loadfile: loads `filename` (null: stdin) as a chunk; returns the
  * status of lua_load, or LUA_ERRFILE with the message pushed. The script of
- * a run (`script`) is read whole first, so that the server's compiled copy
- * can stand for it (../scriptcache.ts); a binary chunk is not kept. */
+ * a run (`script`) is read whole first, so that a compiled copy of it can
+ * stand in for it (../scriptcache.ts); a binary chunk is not kept. */
 export function loadFile(L: LuaState, filename: Uint8Array | null, mode: Uint8Array | null = null, script = false): number {
   const nameIndex = lua.lua_gettop(L) + 1;
   let stream: Stream;

@@ -122,8 +122,9 @@ export class SparePool {
 
   /** Has the forker fork its successor, which takes in the scripts kept
    * compiled (./scriptcache.ts) and forks the spares from then on; the
-   * spares waiting then are retired. False without a forker, or with a
-   * successor due already (it will take in the scripts kept by then). */
+   * spares waiting then are taken first (they only parse what the new ones
+   * would not). False without a forker, or with a successor due already
+   * (it will take in the scripts kept by then). */
   renewForker(): boolean {
     const forker = this.forker;
     if (!forker || forker.due.includes('successor')) return false;
@@ -173,8 +174,8 @@ export class SparePool {
   }
 
   /** The successor answered: it gets the scripts to compile and becomes the
-   * forker. The old one's spares, and those it still owes (their lines,
-   * unread, close with its control socket), are retired. */
+   * forker. The spares the old one still owes are dropped (their lines,
+   * unread, close with its control socket); those waiting serve on. */
   private succeed(line: number): void {
     try {
       sendAll(line, encodeKeptScripts(), []);
@@ -183,7 +184,6 @@ export class SparePool {
       return;
     }
     this.stopForker();
-    for (const spare of this.spares.splice(0)) native.close(spare.line);
     this.forker = this.watchForker(line);
     this.refillSoon();
   }

@@ -264,7 +264,8 @@ function serveAsForker(L: LuaState, controlFd: number, asPeer: boolean, successo
     // Not in a successor, which compiling leaves little in it: V8 shrank the
     // young generation at that collection, as it does after little
     // allocation, and runners collected all along (the generated-module
-    // script: 255-295 page faults, against 40 without and 71 on the first).
+    // script kept: 255-295 page faults; 40 without the collection, and 71
+    // on a server that keeps no scripts).
     if (!successor) (globalThis as { gc?: (options: { type: string }) => void }).gc?.({ type: 'minor' });
     setRunnerFlags();
     child = native.serveForks(control);

@@ -514,7 +514,6 @@ export class Server {
     this.renewal = null;
   }
 
-
   private forwardSignal(run: Run, signal: number): void {
     try {
       process.kill(-run.pid, signal);
